@@ -1,0 +1,42 @@
+# tierscale developer entry points. The README documents exactly two of them:
+#   make preview STACK=<name>   set up, render and validate one stack offline
+#   make test                   set up and run the whole test suite
+# Both install everything they need on a fresh Debian 12 machine (apt packages, venv, pip).
+
+SHELL := /bin/bash
+VENV  ?= venv
+STACK ?= small-dev
+PYTHON ?= python3
+
+# Debian packages the validators and tests run for real: nginx -t, promtool.
+APT_PACKAGES := nginx-light prometheus
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: setup system-deps preview test render validate clean
+
+setup: system-deps $(VENV)/.installed
+
+system-deps:
+	@missing=""; \
+	for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+# Re-run pip only when the dependency pins change.
+$(VENV)/.installed: pyproject.toml requirements.lock
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -c requirements.lock -e '.[test]'
+	touch $@
+
+preview: setup
+	$(VENV)/bin/tierscale render --stack $(STACK)
+	$(VENV)/bin/tierscale validate --stack $(STACK)
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+clean:
+	rm -rf build .pytest_cache .hypothesis

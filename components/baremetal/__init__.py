@@ -1,0 +1,1 @@
+"""Bare metal: Ansible inventory and variables derived from the stack spec."""

@@ -1,0 +1,162 @@
+"""The `tierscale` command: render, validate, plan, schema.
+
+Exit codes: 0 success; 1 a validator failed; 2 invalid input (the message names the key);
+70 an internal error (set TIERSCALE_DEBUG=1 to see the traceback).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from components.spec import SpecError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help=__doc__.splitlines()[0])
+out = Console()
+err = Console(stderr=True)
+
+
+def _fail_spec(error: SpecError) -> None:
+    err.print(error.render(), markup=False, highlight=False)
+    raise typer.Exit(2)
+
+
+@app.command()
+def render(
+    stack: str = typer.Option(..., "--stack", "-s", help="Stack name: stacks/Pulumi.<name>.yaml"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (default build/<stack>)"),
+) -> None:
+    """Run the stack's Pulumi program under the mock runtime and write every artifact."""
+    from components.render import render_stack
+
+    try:
+        result = render_stack(stack, out_dir)
+    except SpecError as error:
+        _fail_spec(error)
+    for warning in result.stack.warnings:
+        err.print(f"warning: {warning}", markup=False, highlight=False)
+    table = Table(title=f"{stack}: {len(result.resources)} resources")
+    table.add_column("type")
+    table.add_column("count", justify="right")
+    for kind, count in sorted(result.counts_by_type().items()):
+        table.add_row(kind, str(count))
+    out.print(table)
+    chosen = Table(title="values chosen per model (derived = filled by the planner)")
+    for col in ("model", "TP", "PP", "replicas", "maxModelLen", "startup budget s", "derived"):
+        chosen.add_column(col)
+    for m in result.stack.models:
+        chosen.add_row(m.name, str(m.tensor_parallel), str(m.pipeline_parallel), str(m.replicas),
+                       str(m.max_model_len), str(m.startup_budget_s), ", ".join(sorted(m.derived)))
+    out.print(chosen)
+    out.print(f"wrote {len(result.files)} files to {result.out_dir}")
+
+
+@app.command()
+def validate(
+    stack: str = typer.Option(..., "--stack", "-s", help="Stack name"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Render directory (default build/<stack>)"),
+) -> None:
+    """Render the stack, then run every validator that applies; fail if any fails."""
+    from components.render import render_stack
+    from components.validate import validate_rendered
+
+    try:
+        result = render_stack(stack, out_dir)
+    except SpecError as error:
+        _fail_spec(error)
+    outcomes = validate_rendered(result.stack, result.out_dir)
+    table = Table(title=f"{stack}: validators")
+    for col in ("validator", "result", "detail"):
+        table.add_column(col)
+    for o in outcomes:
+        table.add_row(o.name, "[green]pass[/]" if o.ok else "[red]FAIL[/]", o.detail[:300])
+    out.print(table)
+    if not all(o.ok for o in outcomes):
+        raise typer.Exit(1)
+
+
+@app.command()
+def plan(
+    model: str = typer.Option(..., help="Catalog id or Hugging Face repo id"),
+    gpu: str = typer.Option(..., help="GPU type, e.g. h100-80gb"),
+    quantization: Optional[str] = typer.Option(None, help="fp16|bf16|fp8|int8|awq|gptq|mxfp4 (default: native)"),
+    max_model_len: int = typer.Option(8192, help="Context length to serve"),
+    qps: float = typer.Option(10.0, help="Expected requests per second"),
+    prompt_tokens: int = typer.Option(512, help="Mean prompt tokens"),
+    output_tokens: int = typer.Option(256, help="Mean output tokens"),
+    ttft_ms: float = typer.Option(500, help="TTFT p99 SLO (ms)"),
+    tpot_ms: float = typer.Option(100, help="TPOT p99 SLO (ms)"),
+    availability: float = typer.Option(99.9, help="Availability target (%)"),
+    gpu_memory_utilization: float = typer.Option(0.9, help="Share of GPU memory vLLM may use"),
+    concurrency: int = typer.Option(1, help="Sequences at max-model-len that must fit per replica"),
+    price_per_hour: Optional[float] = typer.Option(None, help="Override the instance price (USD/hour)"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+) -> None:
+    """Size a deployment: memory fit, TP/PP, throughput bounds, replicas, tier and cost."""
+    from components.planner.request import PlanInputError, build_request
+    from components.planner import PlanError, plan as run_plan
+
+    try:
+        request = build_request(model, gpu, quantization, max_model_len, qps, prompt_tokens, output_tokens,
+                                ttft_ms, tpot_ms, availability, gpu_memory_utilization, concurrency, price_per_hour)
+        result = run_plan(request)
+    except (PlanInputError, PlanError) as error:
+        err.print(f"error: {error}", markup=False, highlight=False)
+        raise typer.Exit(2)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        return
+    table = Table(title=f"plan: {result.model} on {result.gpu} ({result.quantization}, max_model_len {result.max_model_len})")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    table.add_column("unit")
+    data = result.to_json()
+    for key, unit in result.units.items():
+        value = data[key]
+        shown = f"{value:,.2f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else str(value))
+        table.add_row(key, shown, unit)
+    table.add_row("instance_type", str(result.instance_type), "")
+    table.add_row("tier", result.tier, result.tier_reason)
+    out.print(table)
+    for warning in result.warnings:
+        out.print(f"[yellow]warning:[/] {warning}")
+
+
+@app.command()
+def schema(
+    check: bool = typer.Option(False, "--check", help="Fail if Pulumi.yaml or docs/config-reference.md is stale"),
+) -> None:
+    """Regenerate Pulumi.yaml's config block and docs/config-reference.md from the spec."""
+    from components.spec import reference
+
+    stale = reference.write_all(check=check)
+    if check and stale:
+        err.print(f"stale: {', '.join(stale)}; run `venv/bin/tierscale schema`", markup=False)
+        raise typer.Exit(1)
+    out.print("up to date" if check else "written: Pulumi.yaml, docs/config-reference.md")
+
+
+def main() -> None:
+    try:
+        app()
+    except SpecError as error:  # raised outside a command's own handler
+        err.print(error.render(), markup=False, highlight=False)
+        sys.exit(2)
+    except Exception as error:  # never a traceback for users
+        if os.environ.get("TIERSCALE_DEBUG"):
+            raise
+        err.print(f"internal error: {type(error).__name__}: {error} (set TIERSCALE_DEBUG=1 for the traceback)",
+                  markup=False, highlight=False)
+        sys.exit(70)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,122 @@
+"""Typed access to `models.yaml` and `gpus.yaml`.
+
+The same `ModelFacts` type describes catalog entries and custom models written inline in a
+stack (`models[i].custom`), so the planner never needs to know where facts came from.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+from typing import Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
+from pydantic.alias_generators import to_camel
+
+_HERE = Path(__file__).parent
+
+Dtype = Literal["fp16", "bf16", "fp8", "int8", "awq", "gptq", "mxfp4"]
+
+
+class _Facts(BaseModel):
+    # Catalog files use snake_case; stacks use camelCase like every other stack key.
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+    )
+
+
+class ModelFacts(_Facts):
+    """Architecture facts of one model, as published in its config.json."""
+
+    hf_repos: list[str] = Field(default_factory=list, description="Hugging Face repo ids of this model.")
+    params_total: PositiveFloat = Field(description="Total parameters.")
+    params_active: Optional[PositiveFloat] = Field(
+        default=None, description="Parameters active per token (MoE); defaults to paramsTotal."
+    )
+    layers: PositiveInt = Field(description="num_hidden_layers")
+    hidden_size: PositiveInt = Field(description="hidden_size")
+    attention_heads: PositiveInt = Field(description="num_attention_heads")
+    kv_heads: PositiveInt = Field(description="num_key_value_heads")
+    head_dim: PositiveInt = Field(description="head_dim")
+    max_context: PositiveInt = Field(description="max_position_embeddings")
+    vocab_size: PositiveInt = Field(description="vocab_size")
+    tied_embeddings: bool = Field(default=False, description="tie_word_embeddings")
+    kv_cache: Literal["standard", "mla"] = Field(default="standard", description="KV cache layout.")
+    kv_lora_rank: Optional[PositiveInt] = Field(default=None, description="MLA latent rank.")
+    qk_rope_head_dim: Optional[PositiveInt] = Field(default=None, description="MLA rope part of the key.")
+    native_dtype: Dtype = Field(default="bf16", description="dtype of the published checkpoint.")
+    gated: bool = Field(default=False, description="The repo needs an accepted licence and an HF token.")
+    source: str = Field(default="inline in the stack", description="Where these figures come from.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "ModelFacts":
+        if self.kv_cache == "mla" and (self.kv_lora_rank is None or self.qk_rope_head_dim is None):
+            raise ValueError("kvCache 'mla' needs kvLoraRank and qkRopeHeadDim")
+        if self.attention_heads % self.kv_heads:
+            raise ValueError(
+                f"attentionHeads ({self.attention_heads}) must be a multiple of kvHeads ({self.kv_heads})"
+            )
+        if self.params_active is not None and self.params_active > self.params_total:
+            raise ValueError("paramsActive cannot exceed paramsTotal")
+        return self
+
+    @property
+    def active_params(self) -> float:
+        return self.params_active if self.params_active is not None else self.params_total
+
+    @property
+    def embedding_params(self) -> float:
+        """Input embedding plus LM head; both stay 16-bit under weight quantization."""
+        return self.vocab_size * self.hidden_size * (1 if self.tied_embeddings else 2)
+
+
+class InstanceType(_Facts):
+    type: str
+    gpus: PositiveInt
+    usd_per_hour: PositiveFloat
+
+
+class Interconnect(_Facts):
+    kind: str
+    bandwidth_gbs: PositiveFloat
+
+
+class GpuFacts(_Facts):
+    name: str
+    product_label: str = Field(description="Value of the nvidia.com/gpu.product node label.")
+    memory_gib: PositiveFloat
+    memory_bandwidth_gbs: PositiveFloat
+    bf16_tflops: PositiveFloat
+    fp8_tflops: Optional[PositiveFloat]
+    int8_tops: PositiveFloat
+    interconnect: Interconnect
+    max_gpus_per_node: PositiveInt
+    aws_instances: list[InstanceType]
+    price_as_of: Optional[str] = None
+    source: str
+
+    @property
+    def memory_bytes(self) -> float:
+        return self.memory_gib * 2**30
+
+
+@cache
+def model_catalog() -> dict[str, ModelFacts]:
+    raw = yaml.safe_load((_HERE / "models.yaml").read_text())
+    return {key: ModelFacts.model_validate(value) for key, value in raw.items()}
+
+
+@cache
+def gpu_catalog() -> dict[str, GpuFacts]:
+    raw = yaml.safe_load((_HERE / "gpus.yaml").read_text())
+    return {key: GpuFacts.model_validate(value) for key, value in raw.items()}
+
+
+def resolve_model(model_id: str) -> Optional[tuple[str, ModelFacts]]:
+    """Find a model by catalog key or Hugging Face repo id (case-insensitive)."""
+    wanted = model_id.lower()
+    for key, facts in model_catalog().items():
+        if key == wanted or wanted in (repo.lower() for repo in facts.hf_repos):
+            return key, facts
+    return None

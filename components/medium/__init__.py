@@ -1,0 +1,1 @@
+"""Medium tier: one Kubernetes cluster serving models with autoscaling and monitoring."""

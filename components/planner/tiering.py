@@ -1,0 +1,63 @@
+"""Which tier a workload needs, by the whitepaper's thresholds.
+
+  QPS:           < 500 small, 500 - 10,000 medium, > 10,000 large
+  nodes:         1 - 8 small, 9 - 50 medium, > 50 large
+  availability:  <= 99% small, <= 99.9% medium, > 99.9% large
+The recommendation is the largest tier any criterion asks for; the reason names them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+TIERS = ("small", "medium", "large")
+
+QPS_MEDIUM_FROM = 500
+QPS_LARGE_ABOVE = 10_000
+NODES_SMALL_MAX = 8
+NODES_MEDIUM_MAX = 50
+AVAILABILITY_SMALL_MAX = 99.0
+AVAILABILITY_MEDIUM_MAX = 99.9
+
+# The whitepaper's rule of thumb, shown beside the computed figure as a cross-check.
+RULE_OF_THUMB_GPUS_PER_1000_QPS = 8
+
+
+@dataclass(frozen=True)
+class TierChoice:
+    tier: str
+    reason: str
+
+
+def tier_for_qps(qps: float) -> str:
+    if qps < QPS_MEDIUM_FROM:
+        return "small"
+    return "medium" if qps <= QPS_LARGE_ABOVE else "large"
+
+
+def tier_for_nodes(nodes: int) -> str:
+    if nodes <= NODES_SMALL_MAX:
+        return "small"
+    return "medium" if nodes <= NODES_MEDIUM_MAX else "large"
+
+
+def tier_for_availability(availability_pct: float) -> str:
+    if availability_pct <= AVAILABILITY_SMALL_MAX:
+        return "small"
+    return "medium" if availability_pct <= AVAILABILITY_MEDIUM_MAX else "large"
+
+
+def recommend_tier(qps: float, nodes: int, availability_pct: float) -> TierChoice:
+    votes = {
+        "qps": (tier_for_qps(qps), f"{qps:g} QPS"),
+        "nodes": (tier_for_nodes(nodes), f"{nodes} node(s)"),
+        "availability": (tier_for_availability(availability_pct), f"{availability_pct:g}% availability"),
+    }
+    tier = max((t for t, _ in votes.values()), key=TIERS.index)
+    drivers = [f"{label} -> {t}" for t, label in votes.values()]
+    deciding = [label for t, label in votes.values() if t == tier]
+    return TierChoice(tier, f"{tier} because of {' and '.join(deciding)} ({'; '.join(drivers)})")
+
+
+def rule_of_thumb_gpus(qps: float) -> float:
+    return qps / 1000 * RULE_OF_THUMB_GPUS_PER_1000_QPS

@@ -1,0 +1,1 @@
+"""What every tier shares about serving: vLLM arguments, probe timings, metric names, alerts."""

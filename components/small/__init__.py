@@ -1,0 +1,1 @@
+"""Small tier: a Docker Compose project on one GPU host."""

@@ -1,0 +1,260 @@
+"""The typed stack spec: every key a stack may set under the `tierscale:` config namespace.
+
+Field descriptions here are the documentation: the README's configuration reference and the
+`config:` block of Pulumi.yaml are generated from these models (`tierscale schema`).
+Keys are camelCase in stack files, like all Pulumi config.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic.alias_generators import to_camel
+
+from components.facts import ModelFacts
+
+DNS_LABEL = r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$"
+
+Tier = Literal["small", "medium", "baremetal"]
+Quantization = Literal["fp16", "bf16", "fp8", "int8", "awq", "gptq", "mxfp4"]
+GpuType = Literal["rtx-4090", "l4", "l40s", "a10g", "a100-40gb", "a100-80gb", "h100-80gb", "h200-141gb"]
+
+
+class SpecModel(BaseModel):
+    """Base of every spec section: camelCase keys, unknown keys rejected, immutable."""
+
+    model_config = ConfigDict(
+        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+    )
+
+
+# --- targets -----------------------------------------------------------------------------
+
+
+class SshSettings(SpecModel):
+    user: str = Field(default="ubuntu", description="SSH user with permission to run docker.")
+    port: int = Field(default=22, ge=1, le=65535, description="SSH port.")
+    host_key: Optional[str] = Field(
+        default=None, description="Expected host public key (recommended; pins the host)."
+    )
+
+
+class DockerHostTarget(SpecModel):
+    """Small tier: one Docker host, the local machine or one reached over SSH."""
+
+    kind: Literal["docker-host"]
+    host: str = Field(
+        default="localhost",
+        description="'localhost' runs docker locally; any other value is reached over SSH "
+        "with the `sshPrivateKey` secret.",
+    )
+    ssh: SshSettings = Field(default_factory=SshSettings, description="SSH settings for a remote host.")
+    deploy_dir: str = Field(
+        default="/opt/tierscale", pattern=r"^/[^\s]*$", description="Absolute directory for the Compose project."
+    )
+    gpu_device_ids: Optional[list[str]] = Field(
+        default=None,
+        description="GPU ids to use (nvidia-smi index or UUID); default: 0..gpu.perNode-1.",
+    )
+
+
+class KubernetesTarget(SpecModel):
+    """Medium tier on an existing cluster."""
+
+    kind: Literal["kubernetes"]
+    kubeconfig: Optional[str] = Field(
+        default=None,
+        description="Path to a kubeconfig; default: the ambient one (KUBECONFIG). A kubeconfig "
+        "holding credentials can instead be set as the `kubeconfig` secret.",
+    )
+    context: Optional[str] = Field(default=None, description="kubeconfig context to use.")
+    namespace: str = Field(default="tierscale", pattern=DNS_LABEL, description="Namespace for serving workloads.")
+    gpu_nodes: PositiveInt = Field(description="GPU nodes available for serving (used to check fit).")
+
+
+class EksNodeGroup(SpecModel):
+    instance_type: str = Field(description="EC2 instance type, e.g. p5.48xlarge.")
+    min_size: int = Field(default=1, ge=0)
+    max_size: PositiveInt = Field(default=4)
+    desired_size: int = Field(default=2, ge=0)
+
+
+class EksTarget(SpecModel):
+    """Medium tier on a new AWS EKS cluster created by the stack."""
+
+    kind: Literal["eks"]
+    region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region.")
+    kubernetes_version: Literal["1.29", "1.30", "1.31", "1.32"] = Field(
+        default="1.30", description="EKS control-plane version (pinned)."
+    )
+    vpc_cidr: str = Field(default="10.42.0.0/16", description="VPC CIDR.")
+    availability_zones: PositiveInt = Field(default=3, ge=2, le=6, description="AZs the VPC spans (>= 2).")
+    namespace: str = Field(default="tierscale", pattern=DNS_LABEL)
+    gpu_node_group: EksNodeGroup = Field(description="GPU managed node group.")
+    system_node_group: EksNodeGroup = Field(
+        default_factory=lambda: EksNodeGroup(instance_type="m6i.xlarge", min_size=2, max_size=4, desired_size=2),
+        description="Node group for add-ons and gateways.",
+    )
+
+
+class BaremetalHost(SpecModel):
+    name: str = Field(pattern=r"^[a-zA-Z0-9][-a-zA-Z0-9.]*$", description="Inventory hostname.")
+    address: str = Field(description="Address Ansible connects to.")
+    gpus: int = Field(ge=0, description="NVIDIA GPUs the host must have (0 for CPU-only helpers).")
+    roles: list[Literal["inference", "k8s_worker"]] = Field(
+        default_factory=lambda: ["inference"], description="Inventory groups the host joins."
+    )
+    nvswitch: bool = Field(default=False, description="HGX/DGX board with NVSwitch (needs fabric manager).")
+    models: list[str] = Field(default_factory=list, description="Names of `models` this host serves.")
+
+
+class BaremetalTarget(SpecModel):
+    """Bare-metal nodes bootstrapped with the Ansible roles."""
+
+    kind: Literal["baremetal"]
+    ssh_user: str = Field(default="ubuntu", description="Ansible remote user.")
+    hosts: list[BaremetalHost] = Field(min_length=1, description="Nodes to bootstrap.")
+    driver_branch: str = Field(default="570", pattern=r"^\d{3}$", description="NVIDIA driver branch.")
+    cuda_version: str = Field(default="12.8", pattern=r"^\d+\.\d+$", description="CUDA toolkit version.")
+    nccl_version: str = Field(default="2.26.2", pattern=r"^\d+\.\d+\.\d+$", description="libnccl version.")
+    open_kernel_modules: bool = Field(default=True, description="Use NVIDIA's open kernel modules.")
+    allow_reboot: bool = Field(default=False, description="Reboot nodes when the driver changed.")
+
+
+Target = Annotated[
+    Union[DockerHostTarget, KubernetesTarget, EksTarget, BaremetalTarget], Field(discriminator="kind")
+]
+
+# Which target kinds each tier accepts.
+TIER_TARGETS: dict[str, tuple[str, ...]] = {
+    "small": ("docker-host",),
+    "medium": ("kubernetes", "eks"),
+    "baremetal": ("baremetal",),
+}
+
+
+# --- models ------------------------------------------------------------------------------
+
+
+class SpeculativeDecoding(SpecModel):
+    method: Literal["ngram", "eagle", "eagle3", "draft_model", "mtp"] = Field(
+        description="vLLM speculative method."
+    )
+    num_speculative_tokens: int = Field(default=4, ge=1, le=16)
+    draft_model: Optional[str] = Field(default=None, description="HF repo of the draft/EAGLE head model.")
+
+
+class Autoscaling(SpecModel):
+    min_replicas: int = Field(default=2, ge=0, description="Lower bound (whitepaper default 2).")
+    max_replicas: PositiveInt = Field(default=50, description="Upper bound (whitepaper default 50).")
+    queue_depth_threshold: PositiveInt = Field(
+        default=10, description="Target vllm:num_requests_waiting per replica (whitepaper default 10)."
+    )
+
+
+class ModelSpec(SpecModel):
+    id: str = Field(
+        min_length=1,
+        description="Catalog id (e.g. llama-3.1-8b) or Hugging Face repo id; a repo outside "
+        "the catalog needs `custom` facts.",
+    )
+    name: Optional[str] = Field(
+        default=None, pattern=DNS_LABEL, description="Service name; default: the catalog id with dots removed."
+    )
+    revision: Optional[str] = Field(default=None, description="HF revision (commit or tag) to pin.")
+    served_model_name: Optional[str] = Field(
+        default=None, description="Name clients send as `model`; default: the HF repo id."
+    )
+    custom: Optional[ModelFacts] = Field(default=None, description="Architecture facts for a model not in the catalog.")
+    quantization: Optional[Quantization] = Field(
+        default=None, description="Weight format; default: the checkpoint's native dtype."
+    )
+    kv_cache_dtype: Literal["auto", "fp8"] = Field(default="auto", description="KV-cache dtype.")
+    tensor_parallel: Optional[PositiveInt] = Field(
+        default=None, description="GPUs per replica (power of two); default: the planner's smallest fit."
+    )
+    pipeline_parallel: Optional[PositiveInt] = Field(default=None, description="Pipeline stages; default: planner.")
+    max_model_len: Optional[PositiveInt] = Field(
+        default=None, description="Context length served; default: min(model context, 8192)."
+    )
+    max_num_seqs: PositiveInt = Field(default=256, le=4096, description="Max concurrent sequences per replica.")
+    gpu_memory_utilization: float = Field(
+        default=0.9, gt=0.1, le=0.98, description="Share of GPU memory vLLM may use."
+    )
+    enable_prefix_caching: bool = Field(default=True, description="Automatic prefix caching.")
+    speculative_decoding: Optional[SpeculativeDecoding] = Field(default=None, description="Speculative decoding.")
+    replicas: Optional[PositiveInt] = Field(
+        default=None, description="Replicas; default: the planner's figure for the SLO section's load."
+    )
+    autoscaling: Optional[Autoscaling] = Field(
+        default=None, description="KEDA autoscaling bounds (medium tier only)."
+    )
+
+
+# --- platform sections -------------------------------------------------------------------
+
+
+class GpuSpec(SpecModel):
+    type: GpuType = Field(description="GPU model (a key of the GPU catalog).")
+    per_node: PositiveInt = Field(le=16, description="GPUs per node (per host on the small tier).")
+
+
+class GatewaySpec(SpecModel):
+    kind: Literal["nginx", "litellm"] = Field(default="nginx", description="nginx least_conn, or a LiteLLM proxy.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port the gateway listens on.")
+    connect_timeout_s: PositiveInt = Field(default=5, le=60, description="Upstream connect timeout.")
+    read_timeout_s: PositiveInt = Field(default=600, le=3600, description="Upstream read timeout (generation).")
+    max_request_body_mb: PositiveInt = Field(default=10, le=512, description="Largest request body accepted.")
+    fallback_model: Optional[str] = Field(default=None, description="LiteLLM: `name` of the model to fall back to.")
+
+
+class MonitoringSpec(SpecModel):
+    enabled: bool = Field(default=True, description="Deploy Prometheus, Grafana and the alert rules.")
+    scrape_interval_s: PositiveInt = Field(default=15, le=300)
+    retention_days: PositiveInt = Field(default=15, le=365)
+
+
+class SloSpec(SpecModel):
+    ttft_p99_ms: PositiveInt = Field(default=500, description="Time-to-first-token p99 objective.")
+    tpot_p99_ms: PositiveInt = Field(default=100, description="Time-per-output-token p99 objective.")
+    availability: float = Field(default=99.9, ge=90, le=99.999, description="Availability objective (%).")
+    expected_qps: float = Field(default=10, ge=0, description="Expected requests/s, for replica sizing.")
+    mean_prompt_tokens: PositiveInt = Field(default=512)
+    mean_output_tokens: PositiveInt = Field(default=256)
+
+
+class TlsSpec(SpecModel):
+    enabled: bool = Field(default=False, description="Terminate TLS at the gateway / ingress.")
+    hostname: Optional[str] = Field(default=None, description="DNS name on the certificate.")
+    cluster_issuer: Optional[str] = Field(default=None, description="cert-manager ClusterIssuer (medium tier).")
+
+
+class SecuritySpec(SpecModel):
+    api_auth: bool = Field(default=True, description="Require a bearer API key (the `apiKey` secret).")
+    tls: TlsSpec = Field(default_factory=TlsSpec)
+
+
+# --- the stack ---------------------------------------------------------------------------
+
+
+class StackSpec(SpecModel):
+    """Everything under `tierscale:` in a stack file except the secrets."""
+
+    tier: Tier = Field(description="small (Docker Compose), medium (Kubernetes) or baremetal (Ansible).")
+    target: Target = Field(description="Where it runs; `kind` selects the variant (see below).")
+    gpu: GpuSpec = Field(description="GPU type and count per node.")
+    models: list[ModelSpec] = Field(min_length=1, description="Models to serve.")
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="OpenAI-compatible entry point.")
+    monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Metrics, dashboards, alerts.")
+    slo: SloSpec = Field(default_factory=SloSpec, description="Objectives and expected load.")
+    security: SecuritySpec = Field(default_factory=SecuritySpec, description="API auth and TLS.")
+
+
+# Secret config keys: only ever Pulumi secrets (`pulumi config set --secret KEY`).
+SECRET_KEYS: dict[str, str] = {
+    "apiKey": "Bearer key clients must send; required while security.apiAuth is true.",
+    "hfToken": "Hugging Face token; required for gated models (e.g. Llama).",
+    "sshPrivateKey": "Private key for a remote docker-host target.",
+    "kubeconfig": "kubeconfig contents for an existing cluster (instead of target.kubeconfig).",
+}

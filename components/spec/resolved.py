@@ -1,0 +1,52 @@
+"""The spec after validation, with every planner-derived value filled in.
+
+Tier components read only these types: one place decides defaults, every tier sees the same
+numbers, and `render` prints them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from components.facts import GpuFacts, ModelFacts
+from components.planner import Plan
+from components.spec.model import ModelSpec, StackSpec
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: ModelSpec
+    catalog_key: str
+    facts: ModelFacts
+    name: str
+    hf_repo: str
+    served_model_name: str
+    quantization: str
+    tensor_parallel: int
+    pipeline_parallel: int
+    max_model_len: int
+    replicas: int
+    min_replicas: int
+    max_replicas: int
+    plan: Plan
+    # Seconds from container start to a healthy /health, scaled to the weights (see
+    # components.serving.probes); every tier sizes its probes and grace periods from it.
+    startup_budget_s: int
+    # Which values were derived rather than set in the stack, for `render` to report.
+    derived: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def gpus_per_replica(self) -> int:
+        return self.tensor_parallel * self.pipeline_parallel
+
+
+@dataclass(frozen=True)
+class ResolvedStack:
+    spec: StackSpec
+    gpu: GpuFacts
+    models: list[ResolvedModel]
+    secrets_present: frozenset[str]
+    warnings: list[str] = field(default_factory=list)
+
+    def model(self, name: str) -> ResolvedModel:
+        return next(m for m in self.models if m.name == name)

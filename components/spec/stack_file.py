@@ -1,0 +1,107 @@
+"""Read `stacks/Pulumi.<name>.yaml` plus the project defaults, as the Pulumi CLI would.
+
+Secure values cannot be decrypted offline; they become a placeholder and their key is marked
+secret, which is all the spec needs (secret values never reach rendered artifacts).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from components import paths
+from components.spec.errors import Problem, SpecError, suggestion
+from components.spec.loader import NAMESPACE
+
+SECRET_PLACEHOLDER = "[secret]"
+
+
+@dataclass
+class StackConfig:
+    name: str
+    path: Path
+    # Full keys ("tierscale:tier", "aws:region") to the string form Pulumi passes a program.
+    values: dict[str, str]
+    secret_keys: set[str]
+
+
+def _has_secure(value: Any) -> bool:
+    if isinstance(value, dict):
+        return set(value) == {"secure"} or any(_has_secure(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_secure(v) for v in value)
+    return False
+
+
+def _as_pulumi_string(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (dict, list)):
+        return json.dumps(value)
+    return str(value)
+
+
+def project_defaults(project_file: Path = paths.PROJECT_FILE) -> dict[str, Any]:
+    project = yaml.safe_load(project_file.read_text()) or {}
+    out = {}
+    for key, decl in (project.get("config") or {}).items():
+        if isinstance(decl, dict) and "default" in decl:
+            out[key if ":" in key else f"{project['name']}:{key}"] = decl["default"]
+    return out
+
+
+def stack_path(name: str, stacks_dir: Path = paths.STACKS_DIR) -> Path:
+    return stacks_dir / f"Pulumi.{name}.yaml"
+
+
+def read_stack(name: str, stacks_dir: Path = paths.STACKS_DIR, project_file: Path = paths.PROJECT_FILE) -> StackConfig:
+    path = stack_path(name, stacks_dir)
+    source = str(path)
+    if not path.is_file():
+        known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
+        raise SpecError([Problem("--stack", f"no stack file {path.name}{suggestion(name, known)}; stacks: {', '.join(known)}")], source)
+    try:
+        doc = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "file"
+        raise SpecError([Problem(where, f"not valid YAML: {getattr(exc, 'problem', exc)}")], source) from None
+    if doc is None:
+        doc = {}
+    if not isinstance(doc, dict):
+        raise SpecError([Problem("", "a stack file is a mapping with a `config:` key")], source)
+    problems = []
+    for key in doc:
+        if key not in ("config", "secretsprovider", "encryptedkey", "encryptionsalt", "environment"):
+            problems.append(Problem(str(key), "unknown top-level key of a Pulumi stack file; allowed: config, secretsprovider, encryptedkey, encryptionsalt, environment"))
+    config = doc.get("config") or {}
+    if not isinstance(config, dict):
+        problems.append(Problem("config", "must be a mapping"))
+        config = {}
+    values: dict[str, str] = {}
+    secrets: set[str] = set()
+    for key, value in config.items():
+        key = str(key)
+        if ":" not in key:
+            problems.append(Problem(key, f"config keys are namespaced; write {NAMESPACE}:{key}"))
+            continue
+        namespace = key.split(":", 1)[0]
+        if namespace != NAMESPACE and suggestion(namespace, [NAMESPACE]):
+            problems.append(Problem(key, f"unknown namespace {namespace!r}{suggestion(namespace, [NAMESPACE])}"))
+            continue
+        if _has_secure(value):
+            secrets.add(key)
+            values[key] = SECRET_PLACEHOLDER if isinstance(value, dict) and set(value) == {"secure"} else json.dumps(value)
+        else:
+            values[key] = _as_pulumi_string(value)
+    if problems:
+        raise SpecError(problems, source)
+    for key, default in project_defaults(project_file).items():
+        values.setdefault(key, _as_pulumi_string(default))
+    return StackConfig(name=name, path=path, values=values, secret_keys=secrets)
