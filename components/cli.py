@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from components import paths
 from components.spec import SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
@@ -25,7 +26,8 @@ err = Console(stderr=True)
 
 
 def _fail_spec(error: SpecError) -> None:
-    err.print(error.render(), markup=False, highlight=False)
+    # Plain stderr, not rich: messages must not be re-wrapped mid key path.
+    sys.stderr.write(error.render() + "\n")
     raise typer.Exit(2)
 
 
@@ -33,16 +35,17 @@ def _fail_spec(error: SpecError) -> None:
 def render(
     stack: str = typer.Option(..., "--stack", "-s", help="Stack name: stacks/Pulumi.<name>.yaml"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (default build/<stack>)"),
+    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
 ) -> None:
     """Run the stack's Pulumi program under the mock runtime and write every artifact."""
     from components.render import render_stack
 
     try:
-        result = render_stack(stack, out_dir)
+        result = render_stack(stack, out_dir, stacks_dir=stacks_dir)
     except SpecError as error:
         _fail_spec(error)
     for warning in result.stack.warnings:
-        err.print(f"warning: {warning}", markup=False, highlight=False)
+        sys.stderr.write(f"warning: {warning}\n")
     table = Table(title=f"{stack}: {len(result.resources)} resources")
     table.add_column("type")
     table.add_column("count", justify="right")
@@ -63,13 +66,14 @@ def render(
 def validate(
     stack: str = typer.Option(..., "--stack", "-s", help="Stack name"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Render directory (default build/<stack>)"),
+    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
 ) -> None:
     """Render the stack, then run every validator that applies; fail if any fails."""
     from components.render import render_stack
     from components.validate import validate_rendered
 
     try:
-        result = render_stack(stack, out_dir)
+        result = render_stack(stack, out_dir, stacks_dir=stacks_dir)
     except SpecError as error:
         _fail_spec(error)
     outcomes = validate_rendered(result.stack, result.out_dir)
@@ -109,7 +113,7 @@ def plan(
                                 ttft_ms, tpot_ms, availability, gpu_memory_utilization, concurrency, price_per_hour)
         result = run_plan(request)
     except (PlanInputError, PlanError) as error:
-        err.print(f"error: {error}", markup=False, highlight=False)
+        sys.stderr.write(f"error: {error}\n")
         raise typer.Exit(2)
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
@@ -148,13 +152,12 @@ def main() -> None:
     try:
         app()
     except SpecError as error:  # raised outside a command's own handler
-        err.print(error.render(), markup=False, highlight=False)
+        sys.stderr.write(error.render() + "\n")
         sys.exit(2)
     except Exception as error:  # never a traceback for users
         if os.environ.get("TIERSCALE_DEBUG"):
             raise
-        err.print(f"internal error: {type(error).__name__}: {error} (set TIERSCALE_DEBUG=1 for the traceback)",
-                  markup=False, highlight=False)
+        sys.stderr.write(f"internal error: {type(error).__name__}: {error} (set TIERSCALE_DEBUG=1 for the traceback)\n")
         sys.exit(70)
 
 

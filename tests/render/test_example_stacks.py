@@ -1,0 +1,99 @@
+"""The resource graph each example stack registers under Pulumi's mock runtime."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+import yaml
+
+from components.render import render_stack
+from tests.conftest import run_cli
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    out = tmp_path_factory.mktemp("render")
+    return {name: render_stack(name, out / name) for name in ("small-dev", "medium-prod", "baremetal-lab")}
+
+
+def by_type(result, typ):
+    return [r for r in result.resources if r.type == typ]
+
+
+def test_every_child_is_parented_to_the_tier_component(rendered):
+    for name, result in rendered.items():
+        components = [r for r in result.resources if r.type.startswith("tierscale:")]
+        assert len(components) == 1, name
+        root = components[0]
+        assert root.name == name
+        for r in result.resources:
+            if r is not root:
+                assert r.parent == root.urn, f"{name}: {r.type} {r.name} is not parented to {root.type}"
+
+
+def test_small_dev_graph(rendered):
+    result = rendered["small-dev"]
+    counts = Counter(r.type for r in result.resources)
+    # 3 rendered files + secrets.env + compose up, all local commands for a localhost target.
+    assert counts == {"tierscale:small:SmallTier": 1, "command:local:Command": 5}
+    commands = {r.name: r for r in by_type(result, "command:local:Command")}
+    up = commands["small-dev-compose-up"]
+    assert "docker compose -p tierscale-small-dev" in up.inputs["create"]
+    assert "up -d --wait" in up.inputs["create"] and "down" in up.inputs["delete"]
+    writers = [r for n, r in commands.items() if n != "small-dev-compose-up"]
+    assert set(up.dependencies) == {w.urn for w in writers}, "compose up must wait for every file"
+    assert commands["small-dev-secrets-env"].inputs["stdin"] == "[secret]"
+    files = {p.relative_to(result.out_dir).as_posix() for p in result.files}
+    assert {"compose/compose.yaml", "compose/nginx/nginx.conf", "compose/prometheus/prometheus.yml", "resources.json", "plan.json"} <= files
+    compose = yaml.safe_load((result.out_dir / "compose/compose.yaml").read_text())
+    vllm = {k: v for k, v in compose["services"].items() if k.startswith("vllm-")}
+    assert len(vllm) == 4  # 2 models x 2 replicas
+    devices = [d for s in vllm.values() for d in s["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]]
+    assert sorted(devices) == ["0", "1", "2", "3"], "replicas must not share GPUs"
+    assert result.outputs["endpoint"] == "http://localhost:8000/v1"
+
+
+def test_medium_prod_graph(rendered):
+    result = rendered["medium-prod"]
+    counts = Counter(r.type for r in result.resources)
+    assert counts["kubernetes:apps/v1:Deployment"] == 2
+    assert counts["kubernetes:core/v1:Service"] == 2
+    assert counts["kubernetes:policy/v1:PodDisruptionBudget"] == 2
+    assert counts["kubernetes:core/v1:Secret"] == 1
+    provider = by_type(result, "pulumi:providers:kubernetes")
+    assert len(provider) == 1 and provider[0].inputs["context"] == "prod-gpu"
+    namespace = by_type(result, "kubernetes:core/v1:Namespace")[0]
+    for r in result.resources:
+        if r.type.startswith("kubernetes:") and r is not namespace:
+            assert r.provider.startswith(provider[0].urn), f"{r.name} must use the stack's provider"
+            assert namespace.urn in r.dependencies, f"{r.name} must wait for the namespace"
+    deployment = {r.name: r for r in by_type(result, "kubernetes:apps/v1:Deployment")}["inference-deployment-vllm-llama-70b"]
+    container = deployment.inputs["spec"]["template"]["spec"]["containers"][0]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == "4"
+    assert by_type(result, "kubernetes:core/v1:Secret")[0].inputs["stringData"] == "[secret]"
+
+
+def test_baremetal_lab_graph(rendered):
+    result = rendered["baremetal-lab"]
+    counts = Counter(r.type for r in result.resources)
+    assert counts == {"tierscale:baremetal:BaremetalNodes": 1, "command:local:Command": 3}
+    site = [r for r in result.resources if r.name == "baremetal-lab-site"][0]
+    assert "ansible-playbook" in site.inputs["create"] and "site.yml" in site.inputs["create"]
+    inventory = yaml.safe_load((result.out_dir / "ansible/inventory.yml").read_text())
+    gpu_nodes = inventory["all"]["children"]["gpu_nodes"]["hosts"]
+    assert set(gpu_nodes) == {"gpu-h100-01", "gpu-h100-02", "gpu-l40s-01"}
+    assert set(inventory["all"]["children"]["nvswitch_nodes"]["hosts"]) == {"gpu-h100-01", "gpu-h100-02"}
+
+
+@pytest.mark.parametrize("stack", ["small-dev", "medium-prod", "baremetal-lab"])
+def test_validate_runs_every_validator_and_passes(stack, tmp_path):
+    proc = run_cli("validate", "--stack", stack, "--out", str(tmp_path))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAIL" not in proc.stdout
+    assert "pass" in proc.stdout
+
+
+def test_generated_project_config_and_reference_are_current():
+    proc = run_cli("schema", "--check")
+    assert proc.returncode == 0, proc.stderr
