@@ -1,0 +1,79 @@
+"""Known placements and tier thresholds."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from components.facts import resolve_model
+from components.planner import PlanRequest, plan, tiering
+from tests.conftest import run_cli
+
+
+def place(model, gpu, quant, max_len=8192):
+    key, facts = resolve_model(model)
+    return plan(PlanRequest(model_key=key, model=facts, gpu_key=gpu, quantization=quant, max_model_len=max_len, qps=10))
+
+
+@pytest.mark.parametrize("model,gpu,quant,tp,pp", [
+    ("llama-3.1-8b", "h100-80gb", "bf16", 1, 1),      # fits one H100
+    ("llama-3.1-70b", "h100-80gb", "awq", 1, 1),      # int4 fits one H100
+    ("llama-3.1-70b", "h100-80gb", "bf16", 2, 1),     # bf16 needs more than one
+    ("llama-3.1-405b", "h100-80gb", "fp8", 8, 1),     # fits one 8xH100 node
+    ("llama-3.1-405b", "h100-80gb", "bf16", 8, 2),    # needs two 8xH100 nodes
+    ("deepseek-v3", "h200-141gb", "fp8", 8, 1),       # fits one 8xH200 node
+])
+def test_known_placements(model, gpu, quant, tp, pp):
+    p = place(model, gpu, quant)
+    assert (p.tensor_parallel, p.pipeline_parallel) == (tp, pp)
+    assert p.fits and p.max_concurrent_sequences >= 1
+
+
+def test_deepseek_v3_does_not_fit_one_h100_node():
+    assert place("deepseek-v3", "h100-80gb", "fp8").pipeline_parallel == 2
+
+
+@pytest.mark.parametrize("qps,tier", [(0, "small"), (499, "small"), (499.9, "small"), (500, "medium"),
+                                      (10_000, "medium"), (10_000.1, "large"), (20_000, "large")])
+def test_qps_thresholds(qps, tier):
+    assert tiering.tier_for_qps(qps) == tier
+
+
+@pytest.mark.parametrize("nodes,tier", [(1, "small"), (8, "small"), (9, "medium"), (50, "medium"), (51, "large")])
+def test_node_thresholds(nodes, tier):
+    assert tiering.tier_for_nodes(nodes) == tier
+
+
+@pytest.mark.parametrize("availability,tier", [(99.0, "small"), (99.5, "medium"), (99.9, "medium"), (99.95, "large"), (99.99, "large")])
+def test_availability_thresholds(availability, tier):
+    assert tiering.tier_for_availability(availability) == tier
+
+
+def test_largest_criterion_wins_and_is_named():
+    choice = tiering.recommend_tier(qps=100, nodes=2, availability_pct=99.99)
+    assert choice.tier == "large" and "99.99% availability" in choice.reason
+
+
+def test_plan_command_json():
+    proc = run_cli("plan", "--model", "meta-llama/Llama-3.1-70B-Instruct", "--gpu", "h100-80gb",
+                   "--quantization", "bf16", "--qps", "800", "--json")
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    for key in ("weight_bytes", "kv_bytes_per_token", "tensor_parallel", "pipeline_parallel",
+                "max_concurrent_sequences", "decode_tokens_per_s_bound", "prefill_tokens_per_s_bound",
+                "replicas", "gpus", "tier", "cost_per_year_usd", "cost_per_million_output_tokens_usd", "units"):
+        assert key in data
+    assert data["kv_bytes_per_token"] == 327_680
+    assert data["weight_bytes"] == pytest.approx(141.1e9, rel=0.01)
+    assert (data["tensor_parallel"], data["pipeline_parallel"]) == (2, 1)
+    assert data["gpus"] == data["replicas"] * 2
+    assert data["tier"] in ("medium", "large")  # 800 QPS is at least medium
+    assert data["units"]["cost_per_year_usd"] == "USD/year"
+
+
+def test_plan_rejects_unknown_gpu_naming_the_option():
+    proc = run_cli("plan", "--model", "llama-3.1-8b", "--gpu", "h100")
+    assert proc.returncode == 2
+    assert "--gpu: 'h100' is not known (did you mean 'h100-80gb'?)" in proc.stderr
+    assert "Traceback" not in proc.stderr
