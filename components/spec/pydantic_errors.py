@@ -17,7 +17,7 @@ from pydantic import BaseModel, ValidationError
 from components.spec.errors import Problem, format_path, suggestion
 
 
-def _strip(annotation: Any) -> Any:
+def unwrap_optional(annotation: Any) -> Any:
     """Remove Optional/Annotated wrappers."""
     while True:
         origin = typing.get_origin(annotation)
@@ -53,7 +53,7 @@ def walk(root: type[BaseModel], loc: tuple) -> tuple[list, Any]:
     path: list = []
     current: Any = root
     for part in loc:
-        current = _strip(current)
+        current = unwrap_optional(current)
         if isinstance(current, list):  # tagged union: this part is the tag
             match = [m for m in current if isinstance(m, type) and _tag_of(m) == part]
             if match:
@@ -73,7 +73,7 @@ def walk(root: type[BaseModel], loc: tuple) -> tuple[list, Any]:
             current = field.annotation if field else None
         else:
             current = None
-    return path, _strip(current)
+    return path, unwrap_optional(current)
 
 
 def _allowed_keys(annotation: Any) -> list[str]:

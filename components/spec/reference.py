@@ -17,7 +17,7 @@ from pydantic_core import PydanticUndefined
 
 from components import paths
 from components.spec.model import SECRET_KEYS, StackSpec
-from components.spec.pydantic_errors import _strip
+from components.spec.pydantic_errors import unwrap_optional
 
 DOC_PATH = paths.REPO_ROOT / "docs" / "config-reference.md"
 PROJECT_HEADER = {
@@ -44,7 +44,7 @@ def project_config() -> dict:
     config = {}
     for name, field in StackSpec.model_fields.items():
         decl: dict = {}
-        annotation = _strip(field.annotation)
+        annotation = unwrap_optional(field.annotation)
         if typing.get_origin(annotation) is typing.Literal or annotation is str:
             decl["type"] = "string"
         decl["description"] = (field.description or "") + " See docs/config-reference.md."
@@ -63,7 +63,7 @@ def project_file_text() -> str:
 
 
 def _type_name(annotation) -> str:
-    annotation = _strip(annotation)
+    annotation = unwrap_optional(annotation)
     if isinstance(annotation, list):
         return " | ".join(_type_name(a) for a in annotation)
     origin = typing.get_origin(annotation)
@@ -77,7 +77,7 @@ def _type_name(annotation) -> str:
 
 
 def _models_in(annotation, seen: list) -> None:
-    annotation = _strip(annotation)
+    annotation = unwrap_optional(annotation)
     if isinstance(annotation, list):
         for a in annotation:
             _models_in(a, seen)

@@ -12,7 +12,6 @@ from components.planner import PlanError, PlanRequest, parallelism, plan
 from components.serving import probes
 from components.spec.errors import Problem, suggestion
 from components.spec.model import (
-    SECRET_KEYS,
     TIER_TARGETS,
     BaremetalTarget,
     DockerHostTarget,
@@ -247,4 +246,4 @@ def resolve(spec: StackSpec, present: set[str], plaintext: set[str], require_sec
                              secrets_present=frozenset(present), warnings=warnings)
 
 
-__all__ = ["resolve", "available_gpus", "SECRET_KEYS"]
+__all__ = ["resolve", "available_gpus"]

@@ -122,5 +122,5 @@ def test_invalid_yaml_names_the_line(tmp_path):
     (tmp_path / "Pulumi.case.yaml").write_text("config:\n  tierscale:tier: [small\n")
     proc = run_cli("render", "--stack", "case", "--stacks-dir", str(tmp_path))
     assert proc.returncode == 2
-    assert "line 3" in proc.stderr or "line 2" in proc.stderr
+    assert "line 3, column 1: not valid YAML" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -38,7 +38,7 @@ def test_missing_secret_fails_before_registration(extra, expected):
     assert monitor.registered == [], "no resource may be registered for an invalid stack"
 
 
-def test_main_turns_spec_error_into_run_error_without_traceback(monkeypatch):
+def test_main_turns_spec_error_into_run_error_without_traceback():
     """__main__.py raises pulumi.RunError, which Pulumi prints as a plain message."""
     import pulumi
     import runpy
