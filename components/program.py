@@ -35,6 +35,9 @@ def run(stack_name: str, require_secrets: bool = True) -> ProgramResult:
             hf_token=secret("hfToken"), ssh_private_key=secret("sshPrivateKey"),
         ))
         pulumi.export("endpoint", component.endpoint)
+        if component.grafana_admin_password is not None:
+            pulumi.export("grafanaUrl", component.grafana_url)
+            pulumi.export("grafanaAdminPassword", component.grafana_admin_password)
     elif tier == "medium":
         from components.medium.component import MediumTier, MediumTierArgs
 

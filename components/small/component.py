@@ -8,10 +8,11 @@ from dataclasses import dataclass
 from typing import Optional
 
 import pulumi
+import pulumi_random as random
 
 from components.remote_files import Host, digest
 from components.serving.vllm_args import API_KEY_ENV, HF_TOKEN_ENV
-from components.small.project import compose_project
+from components.small.project import GRAFANA_ENV, GRAFANA_PORT, SECRETS_ENV, compose_project
 from components.spec import ResolvedStack
 from components.spec.model import DockerHostTarget
 
@@ -57,9 +58,21 @@ class SmallTier(pulumi.ComponentResource):
             pulumi.Output.all(args.api_key, args.hf_token).apply(lambda v: _secrets_env(v[0], v[1]))
         )
         writes.append(host.write_file(
-            f"{name}-secrets-env", posixpath.join(target.deploy_dir, "secrets.env"), secrets,
+            f"{name}-secrets-env", posixpath.join(target.deploy_dir, SECRETS_ENV), secrets,
             mode="0600", trigger=secrets, opts=child,
         ))
+        self.grafana_admin_password: Optional[pulumi.Output[str]] = None
+        if args.stack.spec.monitoring.enabled:
+            # Never Grafana's admin/admin default: a generated password kept in Pulumi state as
+            # a secret (`pulumi stack output grafanaAdminPassword --show-secrets`).
+            password = random.RandomPassword(f"{name}-grafana-admin", length=32, special=False, opts=child)
+            self.grafana_admin_password = pulumi.Output.secret(password.result)
+            grafana_env = pulumi.Output.secret(password.result.apply(
+                lambda p: f"GF_SECURITY_ADMIN_USER=admin\nGF_SECURITY_ADMIN_PASSWORD={p}\n"))
+            writes.append(host.write_file(
+                f"{name}-grafana-env", posixpath.join(target.deploy_dir, GRAFANA_ENV), grafana_env,
+                mode="0600", trigger=grafana_env, opts=child,
+            ))
         compose = (f"docker compose -p {shlex.quote('tierscale-' + args.stack_name)} "
                    f"-f {shlex.quote(posixpath.join(target.deploy_dir, 'compose.yaml'))}")
         # --wait blocks until every healthcheck passes, so `pulumi up` fails if a model never
@@ -74,4 +87,7 @@ class SmallTier(pulumi.ComponentResource):
         scheme = "https" if args.stack.spec.security.tls.enabled else "http"
         self.endpoint = pulumi.Output.from_input(f"{scheme}://{target.host}:{args.stack.spec.gateway.port}/v1")
         self.models = [m.served_model_name for m in args.stack.models]
-        self.register_outputs({"endpoint": self.endpoint, "models": self.models})
+        self.grafana_url = (pulumi.Output.from_input(f"http://127.0.0.1:{GRAFANA_PORT} (on {target.host})")
+                            if self.grafana_admin_password is not None else None)
+        self.register_outputs({"endpoint": self.endpoint, "models": self.models,
+                               "grafana_url": self.grafana_url, "grafana_admin_password": self.grafana_admin_password})

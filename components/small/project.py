@@ -8,9 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import yaml
+
 from components import templating
+from components.observability import alerts, dashboard, metrics
 from components.serving import probes, versions
-from components.serving.vllm_args import VLLM_PORT, vllm_serve_args
+from components.serving.vllm_args import API_KEY_ENV, VLLM_PORT, vllm_serve_args
 from components.spec import ResolvedStack
 from components.spec.model import DockerHostTarget
 
@@ -27,7 +30,15 @@ IMAGES = {
     "node_exporter": versions.NODE_EXPORTER_IMAGE,
     "nginx_exporter": versions.NGINX_EXPORTER_IMAGE,
     "dcgm_exporter": versions.DCGM_EXPORTER_IMAGE,
+    "grafana": versions.GRAFANA_IMAGE,
+    "litellm": versions.LITELLM_IMAGE,
+    "redis": versions.REDIS_IMAGE,
 }
+LITELLM_PORT = 4000
+GRAFANA_PORT = 3000
+# The files that hold secrets on the host (mode 0600, written by the component, never rendered).
+SECRETS_ENV = "secrets.env"
+GRAFANA_ENV = "grafana.env"
 
 
 @dataclass(frozen=True)
@@ -68,7 +79,7 @@ def upstreams(stack: ResolvedStack, servers_by_model: dict[str, list[str]]) -> l
 
 def nginx_conf(stack: ResolvedStack, name: str, servers_by_model: dict[str, list[str]], *, listen: str,
                status_listen: str, runtime_dir: str = "/var/run", log_dir: str = "/var/log/nginx",
-               temp_dir: str = "/var/cache/nginx") -> str:
+               temp_dir: str = "/var/cache/nginx", tls_dir: str = "/etc/nginx/tls") -> str:
     """nginx.conf; the keyword arguments let tests run the same file on 127.0.0.1."""
     return templating.render(
         "small/nginx.conf.j2",
@@ -83,31 +94,113 @@ def nginx_conf(stack: ResolvedStack, name: str, servers_by_model: dict[str, list
         error_log=f"{log_dir}/error.log",
         access_log=f"{log_dir}/access.log",
         temp_dir=temp_dir,
+        tls=stack.spec.security.tls,
+        tls_dir=tls_dir,
     )
 
 
+def litellm_config(stack: ResolvedStack, servers_by_model: dict[str, list[str]]) -> dict:
+    """LiteLLM proxy config: one deployment per replica under the model's served name, OpenAI
+    aliases, a fallback model group, and Redis so every proxy worker shares routing state."""
+    model_list = []
+    for m in stack.models:
+        for server in servers_by_model[m.name]:
+            model_list.append({
+                "model_name": m.served_model_name,
+                "litellm_params": {
+                    # hosted_vllm/ speaks the OpenAI API to a vLLM server
+                    "model": f"hosted_vllm/{m.served_model_name}",
+                    "api_base": f"http://{server}/v1",
+                    "api_key": f"os.environ/{API_KEY_ENV}",
+                    "timeout": stack.spec.gateway.read_timeout_s,
+                },
+                "model_info": {"id": server.split(":")[0]},
+            })
+    served = {m.name: m.served_model_name for m in stack.models}
+    router: dict = {
+        "routing_strategy": "least-busy",
+        "redis_host": "redis",
+        "redis_port": 6379,
+        "num_retries": 2,
+        "allowed_fails": MAX_FAILS,
+        "cooldown_time": FAIL_TIMEOUT_S,
+        "timeout": stack.spec.gateway.read_timeout_s,
+    }
+    if stack.spec.gateway.aliases:
+        router["model_group_alias"] = {alias: served[target] for alias, target in sorted(stack.spec.gateway.aliases.items())}
+    fallback = stack.spec.gateway.fallback_model
+    if fallback:
+        router["fallbacks"] = [{served[m.name]: [served[fallback]]} for m in stack.models if m.name != fallback]
+    return {
+        "model_list": model_list,
+        "router_settings": router,
+        "litellm_settings": {"drop_params": True, "request_timeout": stack.spec.gateway.read_timeout_s},
+        # Clients authenticate to the gateway with the same apiKey the replicas require.
+        "general_settings": {"master_key": f"os.environ/{API_KEY_ENV}"},
+    }
+
+
+def grafana_provisioning() -> dict[str, str]:
+    datasource = {"apiVersion": 1, "datasources": [{
+        "name": "Prometheus", "uid": dashboard.DATASOURCE_UID, "type": "prometheus", "access": "proxy",
+        "url": "http://prometheus:9090", "isDefault": True, "editable": False,
+    }]}
+    provider = {"apiVersion": 1, "providers": [{
+        "name": "tierscale", "type": "file", "disableDeletion": True, "allowUiUpdates": False,
+        "options": {"path": "/var/lib/grafana/dashboards"},
+    }]}
+    return {
+        "grafana/provisioning/datasources/prometheus.yml": yaml.safe_dump(datasource, sort_keys=False),
+        "grafana/provisioning/dashboards/tierscale.yml": yaml.safe_dump(provider, sort_keys=False),
+        f"grafana/dashboards/{dashboard.DASHBOARD_UID}.json": dashboard.dashboard_json(),
+    }
+
+
+def scrape_jobs(stack: ResolvedStack) -> str:
+    """Regex of the jobs prometheus.yml defines (TierscaleTargetDown watches exactly these)."""
+    jobs = ["vllm", "node", "dcgm"]
+    if stack.spec.gateway.kind == "nginx":
+        jobs.insert(1, "nginx")
+    return "|".join(jobs)
+
+
+def alert_rules_file(stack: ResolvedStack) -> str:
+    header = "# Rendered by tierscale from components/observability/alerts.py; do not edit.\n"
+    return header + yaml.safe_dump({"groups": alerts.rule_groups(stack.spec.slo, scrape_jobs(stack))},
+                                   sort_keys=False, width=200)
+
+
 def compose_project(stack: ResolvedStack, name: str) -> dict[str, str]:
-    """Relative path -> file content of the whole Compose project."""
+    """Relative path -> file content of the whole Compose project (secret files excluded)."""
     services = vllm_services(stack)
     servers: dict[str, list[str]] = {}
     for svc in services:
         servers.setdefault(svc.model, []).append(f"{svc.name}:{VLLM_PORT}")
-    project = f"tierscale-{name}"
+    gateway = stack.spec.gateway
+    monitoring = stack.spec.monitoring
     files = {
         "compose.yaml": templating.render(
             "small/compose.yaml.j2",
-            stack_name=name, project=project, vllm_services=services, images=IMAGES,
-            vllm_port=VLLM_PORT, stop_grace_s=probes.TERMINATION_GRACE_S,
-            gateway=stack.spec.gateway, monitoring=stack.spec.monitoring, status_port=NGINX_STATUS_PORT,
-        ),
-        "nginx/nginx.conf": nginx_conf(
-            stack, name, servers, listen=str(stack.spec.gateway.port), status_listen=str(NGINX_STATUS_PORT)
+            stack_name=name, project=f"tierscale-{name}", vllm_services=services, images=IMAGES,
+            vllm_port=VLLM_PORT, stop_grace_s=probes.TERMINATION_GRACE_S, gateway=gateway,
+            monitoring=monitoring, status_port=NGINX_STATUS_PORT, litellm_port=LITELLM_PORT,
+            grafana_port=GRAFANA_PORT, tls=stack.spec.security.tls, secrets_env=SECRETS_ENV,
+            grafana_env=GRAFANA_ENV,
         ),
     }
-    if stack.spec.monitoring.enabled:
+    if gateway.kind == "nginx":
+        files["nginx/nginx.conf"] = nginx_conf(
+            stack, name, servers, listen=str(gateway.port), status_listen=str(NGINX_STATUS_PORT)
+        )
+    else:
+        files["litellm/config.yaml"] = yaml.safe_dump(litellm_config(stack, servers), sort_keys=False)
+    if monitoring.enabled:
         files["prometheus/prometheus.yml"] = templating.render(
             "small/prometheus.yml.j2",
-            stack_name=name, monitoring=stack.spec.monitoring,
+            stack_name=name, monitoring=monitoring, gateway=gateway, status_port=NGINX_STATUS_PORT,
             models=[{"name": m, "targets": t} for m, t in servers.items()],
         )
+        files["prometheus/rules/tierscale-alerts.yml"] = alert_rules_file(stack)
+        files["dcgm/counters.csv"] = metrics.dcgm_counters_csv()
+        files.update(grafana_provisioning())
     return files

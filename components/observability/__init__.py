@@ -1,0 +1,1 @@
+"""Observability every tier shares: the metric-name list, alert rules and the Grafana dashboard."""

@@ -1,0 +1,207 @@
+#!/usr/bin/env python3
+"""An OpenAI-compatible stand-in for a vLLM replica, for tests and container stand-in images.
+
+It speaks what the gateway and Prometheus see from vLLM: `/health`, `/v1/models`,
+`/v1/chat/completions` and `/v1/completions` (streamed as server-sent events or not),
+`--api-key` bearer auth on /v1, and `/metrics` with vLLM's metric names. Each generated token
+costs `--itl-ms` after a first token at `--ttft-ms`, so work is proportional to max_tokens.
+`/stub/stats` reports what this replica did (requests, tokens, busy time) for assertions.
+
+Standard library plus prometheus_client only, so it runs in a bare Debian rootfs
+(python3, python3-prometheus-client).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class Replica:
+    def __init__(self, name: str, model: str, ttft_s: float, itl_s: float, api_key: str | None):
+        self.name, self.model, self.ttft_s, self.itl_s, self.api_key = name, model, ttft_s, itl_s, api_key
+        self.lock = threading.Lock()
+        self.requests = 0
+        self.tokens = 0
+        self.in_flight = 0
+        self.busy_s = 0.0  # integral of in-flight requests over time
+        self._since = time.monotonic()
+        reg = self.registry = CollectorRegistry()
+        labels = ["model_name"]
+        # The names vLLM's V1 engine exports (vllm/v1/metrics/loggers.py).
+        self.running = Gauge("vllm:num_requests_running", "Running requests", labels, registry=reg)
+        self.waiting = Gauge("vllm:num_requests_waiting", "Waiting requests", labels, registry=reg)
+        self.kv = Gauge("vllm:kv_cache_usage_perc", "KV-cache usage", labels, registry=reg)
+        self.gen = Counter("vllm:generation_tokens", "Generated tokens", labels, registry=reg)
+        self.prompt = Counter("vllm:prompt_tokens", "Prompt tokens", labels, registry=reg)
+        self.prefix_q = Counter("vllm:prefix_cache_queries", "Prefix cache queries", labels, registry=reg)
+        self.prefix_h = Counter("vllm:prefix_cache_hits", "Prefix cache hits", labels, registry=reg)
+        self.success = Counter("vllm:request_success", "Finished requests", labels + ["finished_reason"], registry=reg)
+        self.ttft = Histogram("vllm:time_to_first_token_seconds", "TTFT", labels, buckets=LATENCY_BUCKETS, registry=reg)
+        self.tpot = Histogram("vllm:request_time_per_output_token_seconds", "TPOT", labels, buckets=LATENCY_BUCKETS, registry=reg)
+        self.itl = Histogram("vllm:inter_token_latency_seconds", "ITL", labels, buckets=LATENCY_BUCKETS, registry=reg)
+        self.e2e = Histogram("vllm:e2e_request_latency_seconds", "E2E", labels, buckets=LATENCY_BUCKETS, registry=reg)
+        self.http = Counter("http_requests", "HTTP requests", ["handler", "method", "status"], registry=reg)
+        for metric in (self.running, self.waiting, self.kv):
+            metric.labels(model).set(0)
+
+    def _account(self, delta: int) -> None:
+        with self.lock:
+            now = time.monotonic()
+            self.busy_s += self.in_flight * (now - self._since)
+            self._since = now
+            self.in_flight += delta
+            self.running.labels(self.model).set(self.in_flight)
+            self.kv.labels(self.model).set(min(1.0, self.in_flight / 64))
+
+    def stats(self) -> dict:
+        self._account(0)
+        with self.lock:
+            return {"name": self.name, "requests": self.requests, "tokens": self.tokens,
+                    "in_flight": self.in_flight, "busy_s": round(self.busy_s, 4)}
+
+
+def make_handler(replica: Replica):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keepalive and chunked streaming, like uvicorn
+
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _count(self, status: int) -> None:
+            replica.http.labels(self.path.split("?")[0], self.command, f"{status // 100}xx").inc()
+
+        def do_GET(self):
+            path = self.path.split("?")[0]
+            if path == "/health":
+                self._send(200, b"")
+            elif path == "/metrics":
+                self._send(200, generate_latest(replica.registry), "text/plain; version=0.0.4")
+                return
+            elif path == "/stub/stats":
+                self._send(200, json.dumps(replica.stats()).encode())
+                return
+            elif path == "/v1/models":
+                if not self._authorized():
+                    return
+                self._send(200, json.dumps({"object": "list", "data": [
+                    {"id": replica.model, "object": "model", "owned_by": "vllm"}]}).encode())
+            else:
+                self._send(404, b'{"error":"not found"}')
+            self._count(200 if path in ("/health", "/v1/models") else 404)
+
+        def _authorized(self) -> bool:
+            if replica.api_key and self.headers.get("Authorization") != f"Bearer {replica.api_key}":
+                self._send(401, b'{"error":"Unauthorized"}')
+                self._count(401)
+                return False
+            return True
+
+        def do_POST(self):
+            path = self.path.split("?")[0]
+            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if path not in ("/v1/chat/completions", "/v1/completions"):
+                self._send(404, b'{"error":"not found"}')
+                return
+            if not self._authorized():
+                return
+            n_tokens = int(body.get("max_tokens") or 16)
+            prompt_tokens = len(json.dumps(body.get("messages") or body.get("prompt") or "")) // 4 + 1
+            with replica.lock:
+                replica.requests += 1
+            replica._account(+1)
+            start = time.monotonic()
+            try:
+                if body.get("stream"):
+                    self._stream(n_tokens, start)
+                else:
+                    time.sleep(replica.ttft_s + replica.itl_s * (n_tokens - 1))
+                    replica.ttft.labels(replica.model).observe(replica.ttft_s)
+                    text = " ".join(f"t{i}" for i in range(n_tokens))
+                    self._send(200, json.dumps({
+                        "id": "cmpl-stub", "object": "chat.completion", "model": replica.model,
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
+                        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": n_tokens,
+                                  "total_tokens": prompt_tokens + n_tokens},
+                        "served_by": replica.name,
+                    }).encode())
+                with replica.lock:
+                    replica.tokens += n_tokens
+                m = replica.model
+                replica.gen.labels(m).inc(n_tokens)
+                replica.prompt.labels(m).inc(prompt_tokens)
+                replica.prefix_q.labels(m).inc(prompt_tokens)
+                replica.prefix_h.labels(m).inc(prompt_tokens // 2)
+                replica.success.labels(m, "length").inc()
+                elapsed = time.monotonic() - start
+                replica.e2e.labels(m).observe(elapsed)
+                if n_tokens > 1:
+                    replica.tpot.labels(m).observe((elapsed - replica.ttft_s) / (n_tokens - 1))
+                self._count(200)
+            except (BrokenPipeError, ConnectionResetError):
+                self._count(499)
+            finally:
+                replica._account(-1)
+
+        def _stream(self, n_tokens: int, start: float) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+
+            def chunk(data: str) -> None:
+                raw = data.encode()
+                self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+                self.wfile.flush()
+
+            time.sleep(replica.ttft_s)
+            replica.ttft.labels(replica.model).observe(time.monotonic() - start)
+            for i in range(n_tokens):
+                if i:
+                    time.sleep(replica.itl_s)
+                    replica.itl.labels(replica.model).observe(replica.itl_s)
+                event = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": replica.model,
+                         "served_by": replica.name, "created": int(time.time()),
+                         "choices": [{"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}]}
+                chunk(f"data: {json.dumps(event)}\n\n")
+            chunk("data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+            self.wfile.flush()
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--name", default=os.environ.get("STUB_NAME", "stub"))
+    parser.add_argument("--served-model-name", default=os.environ.get("STUB_MODEL", "stub-model"))
+    parser.add_argument("--ttft-ms", type=float, default=float(os.environ.get("STUB_TTFT_MS", 20)))
+    parser.add_argument("--itl-ms", type=float, default=float(os.environ.get("STUB_ITL_MS", 5)))
+    args, _ = parser.parse_known_args(argv)  # tolerate the rest of a `vllm serve` command line
+    replica = Replica(args.name, args.served_model_name, args.ttft_ms / 1000, args.itl_ms / 1000,
+                      os.environ.get("VLLM_API_KEY") or None)
+    server = ThreadingHTTPServer((args.host, args.port), make_handler(replica))
+    server.daemon_threads = True
+    print(f"stub {args.name} listening on {args.host}:{args.port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
