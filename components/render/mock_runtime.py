@@ -7,6 +7,8 @@ secret (they arrive wrapped), which `resources.json` and the graph tests need.
 
 from __future__ import annotations
 
+import asyncio
+
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -54,7 +56,11 @@ class _EchoMocks(pulumi.runtime.Mocks):
     """Resources echo their inputs as state; ids are deterministic."""
 
     def new_resource(self, args: pulumi.runtime.MockResourceArgs):
-        return f"{args.name}-id", args.inputs
+        outputs = dict(args.inputs)
+        if args.typ == "random:index/randomPassword:RandomPassword":
+            # Offline there is no provider to generate it; a fixed marker shows where it goes.
+            outputs["result"] = "<generated-at-deploy>"
+        return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
         return {}
@@ -86,6 +92,12 @@ class RecordingMonitor(mocks.MockMonitor):
 def run_with_mocks(project: str, stack: str, config: dict[str, str], secret_keys: set[str],
                    program: Callable[[], Any]) -> tuple[Any, RecordingMonitor]:
     """Run `program` as a Pulumi program; return its result and the recording monitor."""
+    # Pulumi's runtime uses the thread's current event loop; asyncio.run() elsewhere in the
+    # same process (tests, callers) leaves none set.
+    try:
+        asyncio.get_event_loop_policy().get_event_loop()
+    except RuntimeError:
+        asyncio.set_event_loop(asyncio.new_event_loop())
     settings.set_root_resource(None)
     monitor = RecordingMonitor()
     mocks.set_mocks(_EchoMocks(), project=project, stack=stack, preview=False, monitor=monitor)

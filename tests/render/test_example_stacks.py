@@ -32,28 +32,6 @@ def test_every_child_is_parented_to_the_tier_component(rendered):
                 assert r.parent == root.urn, f"{name}: {r.type} {r.name} is not parented to {root.type}"
 
 
-def test_small_dev_graph(rendered):
-    result = rendered["small-dev"]
-    counts = Counter(r.type for r in result.resources)
-    # 3 rendered files + secrets.env + compose up, all local commands for a localhost target.
-    assert counts == {"tierscale:small:SmallTier": 1, "command:local:Command": 5}
-    commands = {r.name: r for r in by_type(result, "command:local:Command")}
-    up = commands["small-dev-compose-up"]
-    assert "docker compose -p tierscale-small-dev" in up.inputs["create"]
-    assert "up -d --wait" in up.inputs["create"] and "down" in up.inputs["delete"]
-    writers = [r for n, r in commands.items() if n != "small-dev-compose-up"]
-    assert set(up.dependencies) == {w.urn for w in writers}, "compose up must wait for every file"
-    assert commands["small-dev-secrets-env"].inputs["stdin"] == "[secret]"
-    files = {p.relative_to(result.out_dir).as_posix() for p in result.files}
-    assert {"compose/compose.yaml", "compose/nginx/nginx.conf", "compose/prometheus/prometheus.yml", "resources.json", "plan.json"} <= files
-    compose = yaml.safe_load((result.out_dir / "compose/compose.yaml").read_text())
-    vllm = {k: v for k, v in compose["services"].items() if k.startswith("vllm-")}
-    assert len(vllm) == 4  # 2 models x 2 replicas
-    devices = [d for s in vllm.values() for d in s["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]]
-    assert sorted(devices) == ["0", "1", "2", "3"], "replicas must not share GPUs"
-    assert result.outputs["endpoint"] == "http://localhost:8000/v1"
-
-
 def test_medium_prod_graph(rendered):
     result = rendered["medium-prod"]
     counts = Counter(r.type for r in result.resources)
