@@ -14,7 +14,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-deps preview test render validate clean
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed .venv-checkov/.installed
 
 system-deps:
 	@missing=""; \
@@ -29,6 +29,12 @@ system-deps:
 $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -c requirements.lock -e '.[test]'
+	touch $@
+
+# checkov lives in its own virtualenv: its dependencies conflict with pulumi's `packaging` pin.
+.venv-checkov/.installed: requirements-checkov.lock
+	$(PYTHON) -m venv .venv-checkov
+	.venv-checkov/bin/pip install -q --disable-pip-version-check -r requirements-checkov.lock
 	touch $@
 
 preview: setup

@@ -47,6 +47,12 @@ def run(stack_name: str, require_secrets: bool = True) -> ProgramResult:
         ))
         pulumi.export("namespace", component.namespace)
         pulumi.export("services", component.services)
+        pulumi.export("endpoint", component.endpoint)
+        if component.grafana_admin_password is not None:
+            pulumi.export("grafanaAdminPassword", component.grafana_admin_password)
+        if component.eks is not None:
+            pulumi.export("clusterName", component.eks.cluster_name)
+            pulumi.export("kubeconfig", component.eks.kubeconfig)
     else:
         from components.baremetal.component import BaremetalArgs, BaremetalNodes
 

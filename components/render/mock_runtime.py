@@ -60,9 +60,19 @@ class _EchoMocks(pulumi.runtime.Mocks):
         if args.typ == "random:index/randomPassword:RandomPassword":
             # Offline there is no provider to generate it; a fixed marker shows where it goes.
             outputs["result"] = "<generated-at-deploy>"
+        # Provider-computed attributes other resources consume, as visible placeholders.
+        if args.typ.startswith("aws:"):
+            outputs.setdefault("arn", f"arn:aws:offline::000000000000:{args.name}")
+            outputs.setdefault("name", args.name)
+        if args.typ == "aws:eks/cluster:Cluster":
+            outputs["endpoint"] = f"https://{args.name}.eks.offline.invalid"
+            outputs["certificateAuthority"] = {"data": "T0ZGTElORS1DQQ=="}
         return f"{args.name}-id", outputs
 
     def call(self, args: pulumi.runtime.MockCallArgs):
+        if args.token == "aws:index/getAvailabilityZones:getAvailabilityZones":
+            # Offline stand-in for the region's zones (render only; `pulumi up` asks AWS).
+            return {"names": [f"offline-az-{c}" for c in "abcdef"], "zoneIds": [f"az{i}" for i in range(1, 7)]}
         return {}
 
 

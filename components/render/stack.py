@@ -57,6 +57,20 @@ def kubernetes_manifests(resources: list[Registered]) -> list[dict]:
     return docs
 
 
+# Apply order for the written files: what others reference first. Registration order under
+# Pulumi is concurrent, so files are sorted for stable, reviewable output.
+KIND_ORDER = ["Namespace", "StorageClass", "Secret", "ConfigMap", "NetworkPolicy", "PersistentVolumeClaim",
+              "Deployment", "Service", "PodDisruptionBudget", "Ingress", "HTTPRoute", "ScaledObject",
+              "ServiceMonitor", "PrometheusRule", "Application"]
+
+
+def _apply_order(doc: dict) -> tuple:
+    kind = doc["kind"]
+    rank = KIND_ORDER.index(kind) if kind in KIND_ORDER else len(KIND_ORDER)
+    meta = doc.get("metadata", {})
+    return rank, meta.get("namespace", ""), meta.get("name", "")
+
+
 def _manifest_filename(index: int, doc: dict) -> str:
     meta = doc.get("metadata", {})
     parts = [f"{index:03d}", doc["kind"].lower(), meta.get("namespace", ""), meta.get("name", "")]
@@ -95,6 +109,6 @@ def render_stack(name: str, out_dir: Optional[Path] = None, *, stacks_dir: Path 
     }, indent=2) + "\n")
     for rel, content in sorted(getattr(result.component, "artifacts", {}).items()):
         write(rel, content)
-    for i, doc in enumerate(kubernetes_manifests(monitor.registered)):
+    for i, doc in enumerate(sorted(kubernetes_manifests(monitor.registered), key=_apply_order)):
         write(f"kubernetes/{_manifest_filename(i, doc)}", yaml.safe_dump(doc, sort_keys=False))
     return RenderResult(name, out, result.stack, monitor.registered, monitor.stack_outputs, written)

@@ -151,6 +151,13 @@ class Autoscaling(SpecModel):
     queue_depth_threshold: PositiveInt = Field(
         default=10, description="Target vllm:num_requests_waiting per replica (whitepaper default 10)."
     )
+    polling_interval_s: PositiveInt = Field(default=15, le=300, description="How often KEDA queries Prometheus.")
+    cooldown_period_s: Optional[PositiveInt] = Field(
+        default=None, description="KEDA cooldown before scaling to minReplicas; default: 2 x the model's startup budget."
+    )
+    fallback_replicas: Optional[int] = Field(
+        default=None, ge=1, description="Replicas KEDA holds if Prometheus cannot be queried; default: minReplicas."
+    )
 
 
 class ModelSpec(SpecModel):
@@ -189,6 +196,9 @@ class ModelSpec(SpecModel):
     )
     autoscaling: Optional[Autoscaling] = Field(
         default=None, description="KEDA autoscaling bounds (medium tier only)."
+    )
+    max_surge: PositiveInt = Field(
+        default=1, description="Extra replicas a rolling update may start (maxUnavailable is always 0)."
     )
 
 
@@ -239,6 +249,67 @@ class SecuritySpec(SpecModel):
     tls: TlsSpec = Field(default_factory=TlsSpec)
 
 
+class GpuOperatorAddon(SpecModel):
+    enabled: bool = Field(default=True, description="Install the NVIDIA GPU Operator (off if the cluster has it).")
+    driver: Optional[bool] = Field(
+        default=None,
+        description="Let the operator install the driver; default: off on EKS (GPU AMIs ship it), on otherwise. "
+        "Set false for nodes prepared by the bare-metal playbooks.",
+    )
+    mig_strategy: Literal["none", "single", "mixed"] = Field(default="none", description="MIG exposure strategy.")
+
+
+class AddonToggle(SpecModel):
+    enabled: bool = Field(default=True, description="Install it (off if the cluster already has it).")
+
+
+class RoutingSpec(SpecModel):
+    kind: Literal["ingress", "httproute"] = Field(
+        default="ingress", description="Kubernetes Ingress, or a Gateway API HTTPRoute on an existing Gateway."
+    )
+    ingress_class: str = Field(default="nginx", description="IngressClass (kind: ingress).")
+    gateway_name: str = Field(default="inference-gateway", description="Gateway the HTTPRoute attaches to.")
+    gateway_namespace: str = Field(default="gateway-system", pattern=DNS_LABEL, description="Its namespace.")
+    controller_namespace: str = Field(
+        default="ingress-nginx", pattern=DNS_LABEL,
+        description="Namespace of the ingress controller / gateway pods (the NetworkPolicy admits it).",
+    )
+
+
+class ModelCacheSpec(SpecModel):
+    shared: Optional[bool] = Field(
+        default=None,
+        description="One ReadWriteMany volume for all replicas (true) or a volume per pod (false); "
+        "default: per pod on EKS (EBS is ReadWriteOnce), shared elsewhere.",
+    )
+    storage_class: Optional[str] = Field(default=None, description="StorageClass; default: gp3 on EKS, cluster default elsewhere.")
+
+
+class GitOpsSpec(SpecModel):
+    repo_url: str = Field(description="Git repository Argo CD syncs from.")
+    path: str = Field(default="deploy/tierscale", description="Directory in the repo holding the rendered manifests.")
+    target_revision: str = Field(default="main", description="Branch, tag or commit.")
+    argocd_namespace: str = Field(default="argocd", pattern=DNS_LABEL)
+
+
+class PlatformSpec(SpecModel):
+    """Medium tier: cluster add-ons, routing, model cache, GitOps."""
+
+    gpu_operator: GpuOperatorAddon = Field(default_factory=GpuOperatorAddon)
+    keda: AddonToggle = Field(default_factory=AddonToggle, description="KEDA (needed for autoscaling).")
+    kube_prometheus_stack: AddonToggle = Field(
+        default_factory=AddonToggle, description="kube-prometheus-stack with Grafana (needed for monitoring CRDs)."
+    )
+    prometheus_url: Optional[str] = Field(
+        default=None,
+        description="Prometheus KEDA queries; default: the kube-prometheus-stack this stack installs. "
+        "Set it when kubePrometheusStack.enabled is false.",
+    )
+    routing: RoutingSpec = Field(default_factory=RoutingSpec)
+    model_cache: ModelCacheSpec = Field(default_factory=ModelCacheSpec)
+    gitops: Optional[GitOpsSpec] = Field(default=None, description="Also render an Argo CD Application.")
+
+
 # --- the stack ---------------------------------------------------------------------------
 
 
@@ -253,6 +324,7 @@ class StackSpec(SpecModel):
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Metrics, dashboards, alerts.")
     slo: SloSpec = Field(default_factory=SloSpec, description="Objectives and expected load.")
     security: SecuritySpec = Field(default_factory=SecuritySpec, description="API auth and TLS.")
+    platform: PlatformSpec = Field(default_factory=PlatformSpec, description="Medium tier: add-ons, routing, cache, GitOps.")
 
 
 # Secret config keys: only ever Pulumi secrets (`pulumi config set --secret KEY`).

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from components.facts import GpuFacts, ModelFacts
 from components.planner import Plan
-from components.spec.model import ModelSpec, StackSpec
+from components.spec.model import ModelSpec, PlatformSpec, StackSpec  # noqa: F401
 
 
 @dataclass(frozen=True)
@@ -50,3 +50,22 @@ class ResolvedStack:
 
     def model(self, name: str) -> ResolvedModel:
         return next(m for m in self.models if m.name == name)
+
+    @property
+    def platform(self) -> PlatformSpec:
+        """The medium tier's platform section, defaults filled in."""
+        return self.spec.platform
+
+    @property
+    def on_eks(self) -> bool:
+        return self.spec.target.kind == "eks"
+
+    @property
+    def gpu_operator_installs_driver(self) -> bool:
+        driver = self.platform.gpu_operator.driver
+        return (not self.on_eks) if driver is None else driver
+
+    @property
+    def shared_model_cache(self) -> bool:
+        shared = self.platform.model_cache.shared
+        return (not self.on_eks) if shared is None else shared

@@ -13,6 +13,7 @@ from components.serving import probes
 from components.spec.errors import Problem, suggestion
 from components.spec.model import (
     TIER_TARGETS,
+    PlatformSpec,
     BaremetalTarget,
     DockerHostTarget,
     EksTarget,
@@ -235,6 +236,14 @@ def resolve(spec: StackSpec, present: set[str], plaintext: set[str], require_sec
             problems.append(Problem(f"gateway.aliases.{alias}", f"{target_name!r} is not a model name{suggestion(target_name, names)}; allowed: {', '.join(names)}"))
     if spec.gateway.aliases and spec.gateway.kind != "litellm":
         problems.append(Problem("gateway.aliases", "model aliases need gateway.kind: litellm (nginx routes by path, not model name)"))
+    if spec.platform != PlatformSpec() and spec.tier != "medium":
+        problems.append(Problem("platform", f"applies to the medium tier only (this stack is tier {spec.tier!r})"))
+    if spec.tier == "medium":
+        plat = spec.platform
+        if not plat.kube_prometheus_stack.enabled and not plat.prometheus_url and any(m.autoscaling for m in spec.models):
+            problems.append(Problem("platform.prometheusUrl", "required when platform.kubePrometheusStack.enabled is false: KEDA scales on a Prometheus query"))
+        if plat.gpu_operator.mig_strategy != "none" and spec.gpu.type not in ("a100-40gb", "a100-80gb", "h100-80gb", "h200-141gb"):
+            problems.append(Problem("platform.gpuOperator.migStrategy", f"{spec.gpu.type} does not support MIG; allowed: none"))
     if spec.gateway.kind == "litellm" and spec.tier != "small":
         problems.append(Problem("gateway.kind", "litellm is available on the small tier; the medium tier routes with its Ingress/HTTPRoute"))
     if spec.security.tls.enabled and not spec.security.tls.hostname:

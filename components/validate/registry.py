@@ -168,13 +168,18 @@ def kubernetes_builtin(out: Path) -> Outcome:
     tool = _tool("kubernetes-validate")
     if tool is None:
         return Outcome("kubernetes-validate", False, "kubernetes-validate not installed")
-    files = sorted((out / "kubernetes").glob("*.yaml"))
+    files = _manifest_files(out)
     builtin = [f for f in files if not _is_custom(yaml.safe_load(f.read_text()))]
     ok, text = _run([tool, "--strict", "--kubernetes-version", "1.30", "--quiet", *map(str, builtin)])
     return Outcome("kubernetes-validate --strict (1.30)", ok, text or f"{len(builtin)} manifests valid")
 
 
-_BUILTIN_GROUPS = {"v1", "apps/v1", "policy/v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1", "autoscaling/v2", "batch/v1"}
+def _manifest_files(out: Path) -> list[Path]:
+    """Manifests Pulumi applies (kubernetes/) and, with GitOps, those Argo CD applies (gitops/)."""
+    return sorted((out / "kubernetes").glob("*.yaml")) + sorted((out / "gitops").glob("*.yaml"))
+
+
+_BUILTIN_GROUPS = {"v1", "apps/v1", "policy/v1", "networking.k8s.io/v1", "rbac.authorization.k8s.io/v1", "autoscaling/v2", "batch/v1", "storage.k8s.io/v1"}
 
 
 def _is_custom(doc: dict) -> bool:
@@ -185,7 +190,7 @@ def kubernetes_crds(out: Path) -> Outcome:
     import jsonschema
 
     checked, errors = 0, []
-    for f in sorted((out / "kubernetes").glob("*.yaml")):
+    for f in _manifest_files(out):
         doc = yaml.safe_load(f.read_text())
         if not _is_custom(doc):
             continue
@@ -198,6 +203,47 @@ def kubernetes_crds(out: Path) -> Outcome:
         for e in jsonschema.Draft7Validator(json.loads(schema_file.read_text())).iter_errors(doc):
             errors.append(f"{f.name}: {'/'.join(map(str, e.path))}: {e.message}")
     return Outcome("CRD schemas", not errors, "; ".join(errors[:10]) or f"{checked} custom resources valid")
+
+
+def helm_values_keys(out: Path) -> Outcome:
+    """Every key in each rendered add-on values file is documented for its pinned chart."""
+    from components.medium.addons import unknown_keys
+
+    files = sorted((out / "helm").glob("*.values.yaml"))
+    errors, checked = [], 0
+    for f in files:
+        header = f.read_text().splitlines()[0]  # "# <chart> <version> from <repo>, ..."
+        _, chart, version = header.split(" ")[:3]
+        checked += 1
+        errors += [f"{f.name}: {key} is not a {chart} {version} value" for key in unknown_keys(chart, version, yaml.safe_load(f.read_text()) or {})]
+    return Outcome("Helm values keys", not errors, "; ".join(errors[:5]) or f"{checked} values files use documented keys")
+
+
+CHECKOV = paths.REPO_ROOT / ".venv-checkov" / "bin" / "checkov"
+
+
+def checkov(out: Path) -> Outcome:
+    """checkov on the rendered manifests, from its own virtualenv (it conflicts with pulumi's
+    `packaging` pin). Suppressions live inline on the manifests, each with a reason."""
+    if not CHECKOV.exists():
+        return Outcome("checkov", False, f"{CHECKOV} missing (make setup creates it)")
+    directories = [d for d in (out / "kubernetes", out / "gitops") if d.is_dir()]
+    failed, passed, skipped = [], 0, 0
+    for directory in directories:
+        # --skip-download and BC_SKIP_MAPPING keep checkov offline (no Prisma Cloud calls).
+        proc = subprocess.run([str(CHECKOV), "-d", str(directory), "--framework", "kubernetes", "--quiet", "--compact",
+                               "--skip-download", "-o", "json"], capture_output=True, text=True,
+                              env={"BC_SKIP_MAPPING": "TRUE", "PATH": "/usr/bin:/bin", "HOME": "/tmp"})
+        try:
+            report = json.loads(proc.stdout)
+        except json.JSONDecodeError:
+            return Outcome("checkov", False, (proc.stdout + proc.stderr)[-500:])
+        for r in report if isinstance(report, list) else [report]:
+            passed += r["summary"]["passed"]
+            skipped += r["summary"]["skipped"]
+            failed += [f"{c['check_id']} {c['resource']}" for c in r.get("results", {}).get("failed_checks", [])]
+    return Outcome("checkov (kubernetes)", not failed and passed > 0,
+                   "; ".join(failed[:8]) or f"{passed} passed, {skipped} suppressed inline")
 
 
 def ansible_inventory(out: Path) -> Outcome:
@@ -222,7 +268,10 @@ def applicable(stack: ResolvedStack) -> list[Callable[[Path], Outcome]]:
             checks += [promtool_config, promtool_rules, metric_names]
         return checks
     if tier == "medium":
-        return [kubernetes_builtin, kubernetes_crds]
+        checks = [kubernetes_builtin, kubernetes_crds, helm_values_keys, checkov]
+        if stack.spec.monitoring.enabled:
+            checks.append(metric_names)
+        return checks
     return [ansible_inventory]
 
 

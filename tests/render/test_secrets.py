@@ -12,7 +12,7 @@ PLANTED = {
 }
 
 
-@pytest.mark.parametrize("stack", ["small-dev", "medium-prod", "baremetal-lab"])
+@pytest.mark.parametrize("stack", ["small-dev", "medium-prod", "medium-eks", "baremetal-lab"])
 def test_planted_secrets_never_reach_rendered_files(stack, tmp_path, capsys):
     result = render_stack(stack, tmp_path, extra_config=PLANTED, extra_secret_keys=set(PLANTED))
     assert {"apiKey", "hfToken"} <= result.stack.secrets_present

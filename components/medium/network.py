@@ -1,0 +1,113 @@
+"""Traffic in and out of the serving namespace: NetworkPolicies, and the TLS entry point
+(Ingress, or a Gateway API HTTPRoute on an existing Gateway)."""
+
+from __future__ import annotations
+
+from components.medium.names import MONITORING_NAMESPACE, PART_OF, TLS_SECRET_NAME, workload
+from components.serving.vllm_args import VLLM_PORT
+from components.spec import ResolvedStack
+
+NS_NAME_LABEL = "kubernetes.io/metadata.name"
+# Private ranges are excluded from the model-download egress rule: pods reach the internet
+# (Hugging Face, S3) but not other workloads or the cloud metadata service.
+PRIVATE_RANGES = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"]
+
+
+def _policy(name: str, ns: str, spec: dict) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns, "labels": dict(PART_OF)}, "spec": spec}
+
+
+def network_policies(stack: ResolvedStack, ns: str) -> list[dict]:
+    routing = stack.platform.routing
+    vllm_pods = {"matchLabels": {"app.kubernetes.io/component": "vllm"}}
+    port = [{"protocol": "TCP", "port": VLLM_PORT}]
+    return [
+        _policy("default-deny", ns, {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
+        _policy("allow-gateway-to-vllm", ns, {
+            "podSelector": vllm_pods, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {NS_NAME_LABEL: routing.controller_namespace}}}],
+                         "ports": port}],
+        }),
+        _policy("allow-prometheus-to-vllm", ns, {
+            "podSelector": vllm_pods, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{
+                "namespaceSelector": {"matchLabels": {NS_NAME_LABEL: MONITORING_NAMESPACE}},
+                "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},
+            }], "ports": port}],
+        }),
+        _policy("allow-dns-egress", ns, {
+            "podSelector": {}, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": {"matchLabels": {NS_NAME_LABEL: "kube-system"}},
+                                "podSelector": {"matchLabels": {"k8s-app": "kube-dns"}}}],
+                        "ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]}],
+        }),
+        _policy("allow-model-download-egress", ns, {
+            "podSelector": vllm_pods, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": PRIVATE_RANGES}}],
+                        "ports": [{"protocol": "TCP", "port": 443}]}],
+        }),
+    ]
+
+
+def ingress(stack: ResolvedStack, ns: str) -> dict:
+    tls = stack.spec.security.tls
+    gw = stack.spec.gateway
+    annotations = {
+        # Generation is long and streamed: no proxy buffering, a long read timeout.
+        "nginx.ingress.kubernetes.io/proxy-buffering": "off",
+        "nginx.ingress.kubernetes.io/proxy-read-timeout": str(gw.read_timeout_s),
+        "nginx.ingress.kubernetes.io/proxy-send-timeout": str(gw.read_timeout_s),
+        "nginx.ingress.kubernetes.io/proxy-connect-timeout": str(gw.connect_timeout_s),
+        "nginx.ingress.kubernetes.io/proxy-body-size": f"{gw.max_request_body_mb}m",
+        "nginx.ingress.kubernetes.io/rewrite-target": "/$2",
+        "nginx.ingress.kubernetes.io/use-regex": "true",
+    }
+    if tls.enabled and tls.cluster_issuer:
+        annotations["cert-manager.io/cluster-issuer"] = tls.cluster_issuer
+    paths = [{"path": f"/{m.name}(/|$)(.*)", "pathType": "ImplementationSpecific",
+              "backend": {"service": {"name": workload(m.name), "port": {"name": "http"}}}} for m in stack.models]
+    # The first model also answers at the root, for clients that only know one base URL.
+    paths.append({"path": "/()(.*)", "pathType": "ImplementationSpecific",
+                  "backend": {"service": {"name": workload(stack.models[0].name), "port": {"name": "http"}}}})
+    rule: dict = {"http": {"paths": paths}}
+    spec: dict = {"ingressClassName": stack.platform.routing.ingress_class, "rules": [rule]}
+    if tls.hostname:
+        rule["host"] = tls.hostname
+    if tls.enabled:
+        spec["tls"] = [{"hosts": [tls.hostname], "secretName": TLS_SECRET_NAME}]
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+            "metadata": {"name": "tierscale", "namespace": ns, "labels": dict(PART_OF), "annotations": annotations},
+            "spec": spec}
+
+
+def http_route(stack: ResolvedStack, ns: str) -> dict:
+    """TLS terminates on the Gateway's HTTPS listener (its certificateRefs); the route attaches to it."""
+    routing = stack.platform.routing
+    tls = stack.spec.security.tls
+    parent = {"group": "gateway.networking.k8s.io", "kind": "Gateway",
+              "name": routing.gateway_name, "namespace": routing.gateway_namespace}
+    if tls.enabled:
+        parent["sectionName"] = "https"
+    rules = []
+    for m in stack.models:
+        rules.append({
+            "matches": [{"path": {"type": "PathPrefix", "value": f"/{m.name}/"}}],
+            "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
+            "backendRefs": [{"name": workload(m.name), "port": VLLM_PORT}],
+            "timeouts": {"request": "0s"},  # streams may run for minutes; no route-level cap
+        })
+    rules.append({"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+                  "backendRefs": [{"name": workload(stack.models[0].name), "port": VLLM_PORT}],
+                  "timeouts": {"request": "0s"}})
+    spec: dict = {"parentRefs": [parent], "rules": rules}
+    if tls.hostname:
+        spec["hostnames"] = [tls.hostname]
+    return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
+            "metadata": {"name": "tierscale", "namespace": ns, "labels": dict(PART_OF)}, "spec": spec}
+
+
+def entry_point(stack: ResolvedStack, ns: str) -> dict:
+    return http_route(stack, ns) if stack.platform.routing.kind == "httproute" else ingress(stack, ns)
+
+
