@@ -1,4 +1,4 @@
-"""The `tierscale` command: render, validate, plan, schema.
+"""The `tierscale` command: render, validate, inventory, plan, schema.
 
 Exit codes: 0 success; 1 a validator failed; 2 invalid input (the message names the key);
 70 an internal error (set TIERSCALE_DEBUG=1 to see the traceback).
@@ -85,6 +85,38 @@ def validate(
     out.print(table)
     if not all(o.ok for o in outcomes):
         raise typer.Exit(1)
+
+
+@app.command()
+def inventory(
+    stack: str = typer.Option(..., "--stack", "-s", help="A baremetal stack"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (default build/<stack>/ansible)"),
+    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+) -> None:
+    """Write the Ansible inventory and group variables for a bare-metal stack."""
+    from components.baremetal.inventory import files
+    from components.spec import Problem
+    from components.spec.loader import load_spec
+    from components.spec.pulumi_config import parse_value
+    from components.spec.stack_file import read_stack
+
+    try:
+        config = read_stack(stack, stacks_dir)
+        values = {k.split(":", 1)[1]: parse_value(v) for k, v in config.values.items() if k.startswith("tierscale:")}
+        resolved = load_spec(values, {k.split(":", 1)[1] for k in config.secret_keys}, source=f"stack {stack}",
+                             require_secrets=False)
+        if resolved.spec.tier != "baremetal":
+            raise SpecError([Problem("tier", f"is {resolved.spec.tier!r}; `inventory` needs a baremetal stack")], f"stack {stack}")
+    except SpecError as error:
+        _fail_spec(error)
+    target = out_dir or paths.REPO_ROOT / "build" / stack / "ansible"
+    for rel, content in files(resolved).items():
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(content)
+        out.print(f"wrote {path}")
+    out.print(f"next: cd ansible && ansible-playbook -i {target / 'inventory.yml'} site.yml && "
+              f"ansible-playbook -i {target / 'inventory.yml'} verify.yml")
 
 
 @app.command()

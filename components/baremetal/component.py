@@ -35,13 +35,21 @@ class BaremetalNodes(pulumi.ComponentResource):
                              trigger=digest(c), opts=child)
             for p, c in sorted(rendered.items())
         ]
-        playbook = paths.REPO_ROOT / "ansible" / "site.yml"
+        ansible_dir = paths.REPO_ROOT / "ansible"
+        inventory_file = shlex.quote(str(workdir / "inventory.yml"))
+        # group_vars/ sits next to inventory.yml, where Ansible loads it; the vault holding
+        # vllm_api_key/vllm_hf_token is opened with ANSIBLE_VAULT_PASSWORD_FILE.
+        run = f"cd {shlex.quote(str(ansible_dir))} && ansible-playbook -i {inventory_file}"
         self.converge = local.command(
-            f"{name}-site",
-            create=(f"ansible-playbook -i {shlex.quote(str(workdir / 'inventory.yml'))} "
-                    f"-e @{shlex.quote(str(workdir / 'group_vars/all/tierscale.yml'))} {shlex.quote(str(playbook))}"),
+            f"{name}-site", create=f"{run} site.yml",
             triggers=[digest(*rendered.values())],
             opts=pulumi.ResourceOptions(parent=self, depends_on=writes),
+        )
+        # verify.yml fails the deployment on bad GPUs, NCCL bandwidth or vLLM health.
+        self.verify = local.command(
+            f"{name}-verify", create=f"{run} verify.yml",
+            triggers=[digest(*rendered.values())],
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[self.converge]),
         )
         self.hosts = [h.name for h in args.stack.spec.target.hosts]
         self.register_outputs({"hosts": self.hosts})

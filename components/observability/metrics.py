@@ -89,5 +89,6 @@ def metric(name: str) -> str:
 def dcgm_counters_csv() -> str:
     """dcgm-exporter collector list (`-f` file) for the DCGM fields above."""
     lines = ["# Rendered by tierscale from components/observability/metrics.py", "# DCGM FIELD, Prometheus metric type, help message"]
-    lines += [f"{m.name}, {m.type}, {m.help}" for m in _METRICS if m.source == "dcgm"]
+    # Three comma-separated columns: commas inside the help text would add columns.
+    lines += [f"{m.name}, {m.type}, {m.help.replace(',', ';')}" for m in _METRICS if m.source == "dcgm"]
     return "\n".join(lines) + "\n"
