@@ -8,8 +8,9 @@ VENV  ?= venv
 STACK ?= small-dev
 PYTHON ?= python3
 
-# Debian packages the validators and tests run for real: nginx -t, promtool.
-APT_PACKAGES := nginx-light prometheus
+# Debian packages the validators and tests run for real: nginx -t, promtool, openssl (TLS
+# check), and the bare-metal test hosts (debootstrap, systemd-nspawn, iproute2, ssh).
+APT_PACKAGES := nginx-light prometheus openssl debootstrap systemd-container iproute2 openssh-client
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-deps preview test render validate clean

@@ -1,0 +1,41 @@
+"""`tierscale inventory` writes an inventory Ansible accepts, from the stack spec."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from components.serving.vllm_args import vllm_serve_args
+from tests.conftest import run_cli
+from tests.support.stacks import example_stack
+
+
+def test_inventory_command_writes_groups_and_vars(tmp_path):
+    result = run_cli("inventory", "--stack", "baremetal-lab", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    proc = subprocess.run([str(Path(sys.executable).parent / "ansible-inventory"), "-i", str(tmp_path / "inventory.yml"),
+                           "--list"], capture_output=True, text=True, env=dict(os.environ, ANSIBLE_NOCOLOR="1"))
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(proc.stdout)
+    assert set(data["gpu_nodes"]["hosts"]) == {"gpu-h100-01", "gpu-h100-02", "gpu-l40s-01"}
+    assert set(data["nvswitch_nodes"]["hosts"]) == {"gpu-h100-01", "gpu-h100-02"}
+    assert data["k8s_workers"]["hosts"] == ["gpu-l40s-01"]
+    hostvars = data["_meta"]["hostvars"]["gpu-h100-01"]
+    assert hostvars["gpu_validation_expected_gpus"] == 8 and hostvars["vllm_models"] == ["llama-70b"]
+    # group_vars/ next to the inventory is loaded by Ansible itself.
+    assert hostvars["nvidia_driver_branch"] == "570" and hostvars["nccl_version"] == "2.26.2"
+    stack = example_stack("baremetal-lab")
+    assert hostvars["vllm_served_models"]["llama-70b"]["args"] == vllm_serve_args(stack.model("llama-70b"), 8000)
+    assert hostvars["gpu_validation_min_busbw_gbps"] == 270.0  # 60% of 900/2 GB/s NVLink 4
+    text = (tmp_path / "group_vars/all/tierscale.yml").read_text()
+    assert "vllm_api_key" not in yaml.safe_load(text)
+
+
+def test_inventory_refuses_a_non_baremetal_stack(tmp_path):
+    result = run_cli("inventory", "--stack", "small-dev", "--out", str(tmp_path))
+    assert result.returncode == 2 and "tier: is 'small'" in result.stderr and "Traceback" not in result.stderr
