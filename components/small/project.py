@@ -64,7 +64,7 @@ def vllm_services(stack: ResolvedStack) -> list[VllmService]:
                 name=f"vllm-{model.name}-{replica}",
                 model=model.name,
                 device_ids=ids,
-                args=["vllm", "serve", *vllm_serve_args(model, VLLM_PORT)],
+                args=vllm_serve_args(model, VLLM_PORT),
                 start_period_s=model.startup_budget_s,
             ))
     return services

@@ -35,9 +35,12 @@ def test_every_child_is_parented_to_a_tierscale_component(rendered):
 def test_baremetal_lab_graph(rendered):
     result = rendered["baremetal-lab"]
     counts = Counter(r.type for r in result.resources)
-    assert counts == {"tierscale:baremetal:BaremetalNodes": 1, "command:local:Command": 3}
+    # inventory.yml + group_vars written, then site.yml, then verify.yml
+    assert counts == {"tierscale:baremetal:BaremetalNodes": 1, "command:local:Command": 4}
     site = [r for r in result.resources if r.name == "baremetal-lab-site"][0]
-    assert "ansible-playbook" in site.inputs["create"] and "site.yml" in site.inputs["create"]
+    verify = [r for r in result.resources if r.name == "baremetal-lab-verify"][0]
+    assert "ansible-playbook" in site.inputs["create"] and site.inputs["create"].endswith(" site.yml")
+    assert verify.inputs["create"].endswith(" verify.yml") and site.urn in verify.dependencies
     inventory = yaml.safe_load((result.out_dir / "ansible/inventory.yml").read_text())
     gpu_nodes = inventory["all"]["children"]["gpu_nodes"]["hosts"]
     assert set(gpu_nodes) == {"gpu-h100-01", "gpu-h100-02", "gpu-l40s-01"}
