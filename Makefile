@@ -9,8 +9,10 @@ STACK ?= small-dev
 PYTHON ?= python3
 
 # Debian packages the validators and tests run for real: nginx -t, promtool, openssl (TLS
-# check), and the bare-metal test hosts (debootstrap, systemd-nspawn, iproute2, ssh).
-APT_PACKAGES := nginx-light prometheus openssl debootstrap systemd-container iproute2 openssh-client
+# check), the bare-metal test hosts (debootstrap, systemd-nspawn, iproute2, ssh) and the
+# Compose project run (podman with runc and netavark/aardvark-dns for service-name DNS).
+APT_PACKAGES := nginx-light prometheus openssl debootstrap systemd-container iproute2 openssh-client \
+	podman runc netavark aardvark-dns
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-deps preview test render validate clean

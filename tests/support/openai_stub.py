@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -199,6 +201,8 @@ def main(argv: list[str] | None = None) -> None:
                       os.environ.get("VLLM_API_KEY") or None)
     server = ThreadingHTTPServer((args.host, args.port), make_handler(replica))
     server.daemon_threads = True
+    # Like vLLM: SIGTERM means stop. (As a container's PID 1 the default action never fires.)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     print(f"stub {args.name} listening on {args.host}:{args.port}", flush=True)
     server.serve_forever()
 
