@@ -96,15 +96,10 @@ def inventory(
     """Write the Ansible inventory and group variables for a bare-metal stack."""
     from components.baremetal.inventory import files
     from components.spec import Problem
-    from components.spec.loader import load_spec
-    from components.spec.pulumi_config import parse_value
-    from components.spec.stack_file import read_stack
+    from components.spec.stack_file import load_stack
 
     try:
-        config = read_stack(stack, stacks_dir)
-        values = {k.split(":", 1)[1]: parse_value(v) for k, v in config.values.items() if k.startswith("tierscale:")}
-        resolved = load_spec(values, {k.split(":", 1)[1] for k in config.secret_keys}, source=f"stack {stack}",
-                             require_secrets=False)
+        resolved = load_stack(stack, stacks_dir)
         if resolved.spec.tier != "baremetal":
             raise SpecError([Problem("tier", f"is {resolved.spec.tier!r}; `inventory` needs a baremetal stack")], f"stack {stack}")
     except SpecError as error:

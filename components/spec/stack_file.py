@@ -16,6 +16,7 @@ import yaml
 from components import paths
 from components.spec.errors import Problem, SpecError, suggestion
 from components.spec.loader import NAMESPACE
+from components.spec.resolved import ResolvedStack
 
 SECRET_PLACEHOLDER = "[secret]"
 
@@ -105,3 +106,15 @@ def read_stack(name: str, stacks_dir: Path = paths.STACKS_DIR, project_file: Pat
     for key, default in project_defaults(project_file).items():
         values.setdefault(key, _as_pulumi_string(default))
     return StackConfig(name=name, path=path, values=values, secret_keys=secrets)
+
+
+def load_stack(name: str, stacks_dir: Path = paths.STACKS_DIR) -> ResolvedStack:
+    """Read and resolve a stack file offline (secrets need only be declared, not readable)."""
+    from components.spec.loader import load_spec
+    from components.spec.pulumi_config import parse_value
+
+    config = read_stack(name, stacks_dir)
+    prefix = f"{NAMESPACE}:"
+    values = {k[len(prefix):]: parse_value(v) for k, v in config.values.items() if k.startswith(prefix)}
+    secrets = {k[len(prefix):] for k in config.secret_keys if k.startswith(prefix)}
+    return load_spec(values, secrets, source=f"stack {name}", require_secrets=False)

@@ -5,14 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from components.spec import ResolvedStack, load_spec
-from components.spec.pulumi_config import parse_value
-from components.spec.stack_file import read_stack
+from components.spec.stack_file import load_stack
 
 
 def example_stack(name: str) -> ResolvedStack:
-    config = read_stack(name)
-    values = {k.split(":", 1)[1]: parse_value(v) for k, v in config.values.items() if k.startswith("tierscale:")}
-    return load_spec(values, {k.split(":", 1)[1] for k in config.secret_keys}, require_secrets=False)
+    return load_stack(name)
 
 
 def small_stack(**overrides: Any) -> ResolvedStack:
