@@ -12,12 +12,12 @@ PYTHON ?= python3
 # check), the bare-metal test hosts (debootstrap, systemd-nspawn, iproute2, ssh) and the
 # Compose project run (podman with runc and netavark/aardvark-dns for service-name DNS).
 APT_PACKAGES := nginx-light prometheus openssl debootstrap systemd-container iproute2 openssh-client \
-	podman runc netavark aardvark-dns
+	podman runc netavark aardvark-dns redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup system-deps preview test render validate clean
 
-setup: system-deps $(VENV)/.installed .venv-checkov/.installed
+setup: system-deps $(VENV)/.installed .venv-checkov/.installed .venv-litellm/.installed
 
 system-deps:
 	@missing=""; \
@@ -38,6 +38,12 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 .venv-checkov/.installed: requirements-checkov.lock
 	$(PYTHON) -m venv .venv-checkov
 	.venv-checkov/bin/pip install -q --disable-pip-version-check -r requirements-checkov.lock
+	touch $@
+
+# The LiteLLM proxy (same version as the pinned gateway image), for the live gateway test.
+.venv-litellm/.installed: requirements-litellm.lock
+	$(PYTHON) -m venv .venv-litellm
+	.venv-litellm/bin/pip install -q --disable-pip-version-check -r requirements-litellm.lock
 	touch $@
 
 preview: setup

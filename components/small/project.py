@@ -99,7 +99,8 @@ def nginx_conf(stack: ResolvedStack, name: str, servers_by_model: dict[str, list
     )
 
 
-def litellm_config(stack: ResolvedStack, servers_by_model: dict[str, list[str]]) -> dict:
+def litellm_config(stack: ResolvedStack, servers_by_model: dict[str, list[str]],
+                   redis: tuple[str, int] = ("redis", 6379)) -> dict:
     """LiteLLM proxy config: one deployment per replica under the model's served name, OpenAI
     aliases, a fallback model group, and Redis so every proxy worker shares routing state."""
     model_list = []
@@ -114,13 +115,14 @@ def litellm_config(stack: ResolvedStack, servers_by_model: dict[str, list[str]])
                     "api_key": f"os.environ/{API_KEY_ENV}",
                     "timeout": stack.spec.gateway.read_timeout_s,
                 },
-                "model_info": {"id": server.split(":")[0]},
+                # One id per replica, so cooldowns and in-flight counts are kept per replica.
+                "model_info": {"id": server},
             })
     served = {m.name: m.served_model_name for m in stack.models}
     router: dict = {
         "routing_strategy": "least-busy",
-        "redis_host": "redis",
-        "redis_port": 6379,
+        "redis_host": redis[0],
+        "redis_port": redis[1],
         "num_retries": 2,
         "allowed_fails": MAX_FAILS,
         "cooldown_time": FAIL_TIMEOUT_S,
