@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pulumi

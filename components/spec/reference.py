@@ -9,7 +9,6 @@ them are not asked for them.
 from __future__ import annotations
 
 import typing
-from pathlib import Path
 
 import yaml
 from pydantic import BaseModel
@@ -42,7 +41,7 @@ def _default(field) -> object:
 
 def project_config() -> dict:
     config = {}
-    for name, field in StackSpec.model_fields.items():
+    for field in StackSpec.model_fields.values():
         decl: dict = {}
         annotation = unwrap_optional(field.annotation)
         if typing.get_origin(annotation) is typing.Literal or annotation is str:

@@ -20,10 +20,14 @@ CASES = Path(__file__).with_name("alerts_test.yml")
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 
-def _rules_file(tmp: Path, slo: SloSpec = SloSpec()) -> Path:
+def _rules_file(tmp: Path, slo: SloSpec | None = None) -> Path:
     path = tmp / "tierscale-alerts.yml"
-    path.write_text(yaml.safe_dump({"groups": alerts.rule_groups(slo)}, sort_keys=False))
+    path.write_text(yaml.safe_dump({"groups": alerts.rule_groups(slo or SloSpec())}, sort_keys=False))
     return path
+
+
+def _fill(template: str, labels: dict) -> str:
+    return re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: str(labels[m.group(1)]), template)
 
 
 def _with_annotations(cases: dict, rules: dict[str, alerts.AlertRule]) -> dict:
@@ -32,8 +36,8 @@ def _with_annotations(cases: dict, rules: dict[str, alerts.AlertRule]) -> dict:
         for check in test["alert_rule_test"]:
             rule = rules[check["alertname"]]
             for exp in check["exp_alerts"]:
-                sub = lambda text: re.sub(r"\{\{ \$labels\.(\w+) \}\}", lambda m: str(exp["exp_labels"][m.group(1)]), text)  # noqa: E731
-                exp["exp_annotations"] = {"summary": sub(rule.summary), "description": sub(rule.description)}
+                labels = exp["exp_labels"]
+                exp["exp_annotations"] = {"summary": _fill(rule.summary, labels), "description": _fill(rule.description, labels)}
     return cases
 
 

@@ -9,7 +9,6 @@ through podman-compose's CDI mapping to a test CDI spec, so each container's GPU
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

@@ -72,7 +72,7 @@ def build_standins(env: dict) -> dict[str, str]:
                 f"--no-install-recommends {' '.join(PACKAGES)} && rm -rf /var/lib/apt/lists/*\n")
             podman("build", "--network", "host", "--pull=never", "-t", DEBIAN, "-f", str(ctx_path / "Containerfile"),
                    ctx, env=env, timeout=900)
-        for key, (tag, lines) in STANDINS.items():
+        for tag, lines in STANDINS.values():
             if _exists(tag, env):
                 continue
             (ctx_path / "Containerfile").write_text("\n".join([f"FROM {DEBIAN}", *lines]) + "\n")
