@@ -32,6 +32,20 @@ def test_preflight_refuses_hosts_without_the_expected_gpus(lab):
         assert _ssh(lab, host, "test -e /etc/systemd/system/vllm-llama-8b.service").rc != 0
 
 
+def test_preflight_refuses_an_unsupported_os(lab):
+    # Pretend only Ubuntu is supported: the Debian host must be stopped before any change.
+    lab.set_host_vars("node-a", {"preflight_supported_os": [{"distribution": "Ubuntu", "version": "24.04"}],
+                                 "gpu_validation_expected_gpus": 0, "preflight_require_gpu": False})
+    try:
+        run = lab.playbook("site.yml", "--limit", "node-a")
+        assert run.rc != 0
+        assert "node-a runs Debian 12" in run.output and "supported: Ubuntu 24.04" in run.output
+        assert run.recap()["node-a"]["changed"] == 0
+        assert _ssh(lab, lab.hosts[0], "dpkg -s rdma-core").rc != 0
+    finally:
+        lab.set_host_vars("node-a", {})
+
+
 def test_site_converges_on_the_no_gpu_path(lab):
     for host in lab.hosts:
         lab.set_host_vars(host.name, {"gpu_validation_expected_gpus": 0, "preflight_require_gpu": False})

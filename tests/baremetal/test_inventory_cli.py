@@ -39,3 +39,18 @@ def test_inventory_command_writes_groups_and_vars(tmp_path):
 def test_inventory_refuses_a_non_baremetal_stack(tmp_path):
     result = run_cli("inventory", "--stack", "small-dev", "--out", str(tmp_path))
     assert result.returncode == 2 and "tier: is 'small'" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_hand_written_example_inventory_drives_the_playbooks():
+    ansible_dir = Path(__file__).resolve().parents[2] / "ansible"
+    inv = ansible_dir / "inventory/example/hosts.yml"
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CONFIG=str(ansible_dir / "ansible.cfg"))
+    listed = subprocess.run([str(bin_dir / "ansible-inventory"), "-i", str(inv), "--list"], capture_output=True, text=True, env=env)
+    assert listed.returncode == 0, listed.stderr
+    hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]["hgx-01"]
+    assert hostvars["nccl_ib_hca"] == "mlx5_0,mlx5_1,mlx5_2,mlx5_3" and "llama-70b" in hostvars["vllm_served_models"]
+    for playbook in ("site.yml", "verify.yml", "upgrade-driver.yml"):
+        check = subprocess.run([str(bin_dir / "ansible-playbook"), "-i", str(inv), "--syntax-check", playbook],
+                               cwd=ansible_dir, capture_output=True, text=True, env=env)
+        assert check.returncode == 0, check.stdout + check.stderr
