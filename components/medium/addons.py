@@ -1,8 +1,9 @@
 """Platform add-ons as pinned Helm charts, with values rendered from the stack.
 
-`addon_values()` is pure (what `render` writes and the key check reads); the component turns
-each `Addon` into a `kubernetes:helm.sh/v3:Release`. Keys we set are listed per chart version in
-chart_keys.yaml and checked, because Helm silently ignores a misspelt key.
+`addons()` is pure (what `render` writes and the key check reads); the component turns each
+`Addon` into a `kubernetes:helm.sh/v3:Release`. charts.yaml pins each chart (repository and
+version) and lists the values keys we set for that version, checked because Helm silently
+ignores a misspelt key.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import yaml
 from components.medium import names
 from components.spec import ResolvedStack
 
-CHART_KEYS_FILE = Path(__file__).with_name("chart_keys.yaml")
+CHARTS_FILE = Path(__file__).with_name("charts.yaml")
 # Placeholder for values the component fills with a Pulumi secret at deploy time.
 SECRET_VALUE = "[secret]"
 
@@ -33,9 +34,17 @@ class Addon:
     secret_paths: tuple[str, ...] = ()
 
 
-GPU_OPERATOR = ("gpu-operator", "v25.3.2", "https://helm.ngc.nvidia.com/nvidia")
-KEDA = ("keda", "2.17.2", "https://kedacore.github.io/charts")
-KUBE_PROMETHEUS_STACK = ("kube-prometheus-stack", "75.15.1", "https://prometheus-community.github.io/helm-charts")
+CHARTS: dict = yaml.safe_load(CHARTS_FILE.read_text())
+
+
+def _pin(chart: str) -> tuple[str, str, str]:
+    """(chart, version, repo) as pinned in charts.yaml."""
+    return chart, CHARTS[chart]["version"], CHARTS[chart]["repo"]
+
+
+GPU_OPERATOR = _pin("gpu-operator")
+KEDA = _pin("keda")
+KUBE_PROMETHEUS_STACK = _pin("kube-prometheus-stack")
 
 
 def addons(stack: ResolvedStack) -> list[Addon]:
@@ -106,11 +115,10 @@ def leaf_paths(values: Any, prefix: str = "") -> list[str]:
 
 
 def unknown_keys(chart: str, version: str, values: dict) -> list[str]:
-    """Keys in `values` not documented for `chart` at `version` (per chart_keys.yaml)."""
-    known = yaml.safe_load(CHART_KEYS_FILE.read_text())
-    entry = known.get(chart)
+    """Keys in `values` not documented for `chart` at `version` (per charts.yaml)."""
+    entry = CHARTS.get(chart)
     if entry is None or entry["version"] != version:
-        return [f"<chart {chart} {version} has no key list; update chart_keys.yaml>"]
+        return [f"<chart {chart} {version} has no reviewed key list in charts.yaml>"]
     exact = {k for k in entry["keys"] if not k.endswith(".*")}
     prefixes = tuple(k[:-1] for k in entry["keys"] if k.endswith(".*"))
     return [p for p in leaf_paths(values) if p not in exact and not p.startswith(prefixes)]

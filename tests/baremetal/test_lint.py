@@ -25,3 +25,26 @@ def test_every_role_has_specs_defaults_tasks_and_meta():
     for role in roles:
         for rel in ("defaults/main.yml", "tasks/main.yml", "meta/main.yml", "meta/argument_specs.yml"):
             assert (role / rel).exists(), f"{role.name}: missing {rel}"
+
+
+def test_role_defaults_follow_the_single_sources():
+    """Role defaults serve hand-written inventories; they must equal the project's pins."""
+    import yaml
+
+    from components.baremetal.inventory import VLLM_VERSION
+    from components.observability.metrics import dcgm_counters_csv
+    from components.serving import probes, versions
+    from components.spec.model import BaremetalTarget
+
+    def defaults(role):
+        return yaml.safe_load((REPO / f"ansible/roles/{role}/defaults/main.yml").read_text())
+
+    target = BaremetalTarget.model_fields
+    assert defaults("vllm")["vllm_image"] == versions.VLLM_IMAGE
+    assert defaults("vllm")["vllm_version"] == VLLM_VERSION
+    assert defaults("vllm")["vllm_shutdown_timeout_s"] == probes.VLLM_SHUTDOWN_TIMEOUT_S
+    assert defaults("monitoring_agents")["monitoring_agents_dcgm_exporter_image"] == versions.DCGM_EXPORTER_IMAGE
+    assert defaults("monitoring_agents")["monitoring_agents_dcgm_counters"] == dcgm_counters_csv()
+    assert defaults("nvidia_driver")["nvidia_driver_branch"] == target["driver_branch"].default
+    assert defaults("nccl")["nccl_version"] == target["nccl_version"].default
+    assert defaults("nccl")["nccl_cuda_version"] == target["cuda_version"].default

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from components.medium import addons
@@ -9,10 +11,13 @@ from tests.support.stacks import example_stack
 
 
 def test_every_chart_is_pinned_and_has_a_key_list():
-    known = yaml.safe_load(addons.CHART_KEYS_FILE.read_text())
-    for chart, version, repo in (addons.GPU_OPERATOR, addons.KEDA, addons.KUBE_PROMETHEUS_STACK):
-        assert known[chart]["version"] == version, f"{chart}: chart_keys.yaml lists {known[chart]['version']}, addons pins {version}"
-        assert repo.startswith("https://")
+    known = yaml.safe_load(addons.CHARTS_FILE.read_text())
+    assert set(known) == {"gpu-operator", "keda", "kube-prometheus-stack"}
+    for chart, entry in known.items():
+        assert re.fullmatch(r"v?\d+\.\d+\.\d+", entry["version"]), f"{chart}: {entry['version']} is not an exact version"
+        assert entry["repo"].startswith("https://") and entry["keys"]
+    releases = {a.chart: a for a in addons.addons(example_stack("medium-prod"))}
+    assert {c: a.version for c, a in releases.items()} == {c: e["version"] for c, e in known.items()}
 
 
 def test_rendered_values_use_only_documented_keys():
