@@ -7,6 +7,7 @@ installs every tool.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -257,6 +258,23 @@ def ansible_inventory(out: Path) -> Outcome:
     return Outcome("ansible-inventory --list", False, text[-500:])
 
 
+def ansible_syntax(out: Path) -> Outcome:
+    """The playbooks parse against the rendered inventory (roles, variables files, imports)."""
+    tool = _tool("ansible-playbook")
+    if tool is None:
+        return Outcome("ansible-playbook --syntax-check", False, "ansible-core not installed")
+    inventory_file = out / "ansible" / "inventory.yml"
+    env = dict(os.environ, ANSIBLE_CONFIG=str(paths.REPO_ROOT / "ansible" / "ansible.cfg"), ANSIBLE_NOCOLOR="1")
+    failures = []
+    playbooks = sorted(p.name for p in (paths.REPO_ROOT / "ansible").glob("*.yml"))
+    for playbook in playbooks:
+        proc = subprocess.run([tool, "-i", str(inventory_file), "--syntax-check", playbook], cwd=paths.REPO_ROOT / "ansible",
+                              capture_output=True, text=True, env=env)
+        if proc.returncode != 0:
+            failures.append(f"{playbook}: {(proc.stdout + proc.stderr).strip()[-300:]}")
+    return Outcome("ansible-playbook --syntax-check", not failures, "; ".join(failures) or f"{len(playbooks)} playbooks parse")
+
+
 def applicable(stack: ResolvedStack) -> list[Callable[[Path], Outcome]]:
     """The validators for what this stack renders."""
     tier = stack.spec.tier
@@ -272,7 +290,7 @@ def applicable(stack: ResolvedStack) -> list[Callable[[Path], Outcome]]:
         if stack.spec.monitoring.enabled:
             checks.append(metric_names)
         return checks
-    return [ansible_inventory]
+    return [ansible_inventory, ansible_syntax]
 
 
 def validate_rendered(stack: ResolvedStack, out: Path) -> list[Outcome]:
