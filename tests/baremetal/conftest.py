@@ -89,9 +89,11 @@ class Lab:
     def testinfra(self, host: TestHost):
         import testinfra
 
+        # testinfra's ssh backend (the ssh binary); its ControlPersist masters live in
+        # control_dir, which the fixture's teardown empties.
         return testinfra.get_host(
-            f"paramiko://root@{host.address}", ssh_identity_file=str(self.key),
-            ssh_config=str(self.control_dir.parent / "ssh_config"))
+            f"ssh://root@{host.address}", ssh_identity_file=str(self.key),
+            ssh_config=str(self.control_dir.parent / "ssh_config"), controlpath=f"{self.control_dir}/ti-{host.name}")
 
 
 def _install_stub_vllm(host: TestHost) -> None:
