@@ -84,7 +84,7 @@ def test_openai_alias_reaches_the_model_and_load_spreads(gateway):
     assert responses[0].json()["choices"][0]["message"]["content"].startswith("t0 t1")
     served = [s.stats()["requests"] for s in gateway["llama"]]
     print(f"\nrequests per llama replica through LiteLLM: {served}")
-    assert sum(served) == 36 and min(served) >= 6, "least-busy should use both replicas"
+    assert sum(served) == 36 and min(served) >= 4, "least-busy should use both replicas"
     assert gateway["qwen"][0].stats()["requests"] == 0
 
 
