@@ -8,6 +8,7 @@ ignores a misspelt key.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -126,8 +127,6 @@ def unknown_keys(chart: str, version: str, values: dict) -> list[str]:
 
 def with_secret(values: dict, path: str, secret: Any) -> dict:
     """Copy of `values` with the dotted `path` set to `secret` (a Pulumi Output)."""
-    import copy
-
     out = copy.deepcopy(values)
     node = out
     *parents, last = path.split(".")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import yaml
 
@@ -41,7 +42,6 @@ def test_addons_can_be_turned_off():
         "keda": stack.spec.platform.keda.model_copy(update={"enabled": False}),
         "gpu_operator": stack.spec.platform.gpu_operator.model_copy(update={"enabled": False}),
     })})
-    from dataclasses import replace
     releases = [a.release for a in addons.addons(replace(stack, spec=off))]
     assert releases == ["kps"]
 
