@@ -26,6 +26,18 @@ class _Facts(BaseModel):
     )
 
 
+class Checkpoint(_Facts):
+    """Where one published checkpoint of a model differs from the family's entry."""
+
+    dtype: Optional[Dtype] = Field(
+        default=None, description="Weight format of this checkpoint (its config.json quantization_config)."
+    )
+    max_context: Optional[PositiveInt] = Field(
+        default=None, description="This checkpoint's max_position_embeddings."
+    )
+    source: str = Field(default="", description="The file these figures come from.")
+
+
 class ModelFacts(_Facts):
     """Architecture facts of one model, as published in its config.json."""
 
@@ -46,6 +58,15 @@ class ModelFacts(_Facts):
     kv_lora_rank: Optional[PositiveInt] = Field(default=None, description="MLA latent rank.")
     qk_rope_head_dim: Optional[PositiveInt] = Field(default=None, description="MLA rope part of the key.")
     native_dtype: Dtype = Field(default="bf16", description="dtype of the published checkpoint.")
+    checkpoints: dict[str, Checkpoint] = Field(
+        default_factory=dict,
+        description="Per-repo differences (a pre-quantized AWQ/FP8 repo, a base repo's longer context).",
+    )
+    mtp_layers: int = Field(
+        default=0, ge=0,
+        description="num_nextn_predict_layers: multi-token-prediction layers shipped with the weights "
+        "(needed for speculativeDecoding.method mtp).",
+    )
     gated: bool = Field(default=False, description="The repo needs an accepted licence and an HF token.")
     source: str = Field(default="inline in the stack", description="Where these figures come from.")
 
@@ -59,7 +80,27 @@ class ModelFacts(_Facts):
             )
         if self.params_active is not None and self.params_active > self.params_total:
             raise ValueError("paramsActive cannot exceed paramsTotal")
+        stray = [repo for repo in self.checkpoints if repo not in self.hf_repos]
+        if stray:
+            raise ValueError(f"checkpoints {', '.join(stray)} are not listed in hfRepos")
         return self
+
+    def checkpoint_dtype(self, repo: str) -> Dtype:
+        """The weight format vLLM finds in `repo` (case-insensitive repo id)."""
+        found = self._checkpoint(repo)
+        return found.dtype if found and found.dtype else self.native_dtype
+
+    def checkpoint_context(self, repo: str) -> int:
+        found = self._checkpoint(repo)
+        return found.max_context if found and found.max_context else self.max_context
+
+    def repos_with_dtype(self, dtype: str) -> list[str]:
+        """Published repos of this model whose weights are already in `dtype`."""
+        return [r for r in self.hf_repos if self.checkpoint_dtype(r) == dtype]
+
+    def _checkpoint(self, repo: str) -> Optional[Checkpoint]:
+        wanted = repo.lower()
+        return next((c for r, c in self.checkpoints.items() if r.lower() == wanted), None)
 
     @property
     def active_params(self) -> float:
@@ -85,7 +126,8 @@ class Interconnect(_Facts):
 class GpuFacts(_Facts):
     name: str
     product_label: str = Field(description="Value of the nvidia.com/gpu.product node label.")
-    memory_gib: PositiveFloat
+    memory_gib: PositiveFloat = Field(description="Marketed memory; shown, never planned with.")
+    memory_mib_reported: PositiveInt = Field(description="Total memory NVML reports; vLLM's share is of this.")
     memory_bandwidth_gbs: PositiveFloat
     bf16_tflops: PositiveFloat
     fp8_tflops: Optional[PositiveFloat]
@@ -98,7 +140,8 @@ class GpuFacts(_Facts):
 
     @property
     def memory_bytes(self) -> float:
-        return self.memory_gib * 2**30
+        """What vLLM sees as the device's total memory (gpuMemoryUtilization is a share of it)."""
+        return self.memory_mib_reported * 2**20
 
 
 @cache
@@ -111,6 +154,11 @@ def model_catalog() -> dict[str, ModelFacts]:
 def gpu_catalog() -> dict[str, GpuFacts]:
     raw = yaml.safe_load((_HERE / "gpus.yaml").read_text())
     return {key: GpuFacts.model_validate(value) for key, value in raw.items()}
+
+
+def gpu_types() -> tuple[str, ...]:
+    """Every GPU type a stack may name: the keys of gpus.yaml, nothing else."""
+    return tuple(gpu_catalog())
 
 
 def resolve_model(model_id: str) -> Optional[tuple[str, ModelFacts]]:

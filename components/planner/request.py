@@ -7,7 +7,7 @@ from typing import Optional
 from components.facts import gpu_catalog, model_catalog, resolve_model
 from components.planner.memory import BYTES_PER_PARAM
 from components.planner.plan import PlanRequest
-from components.spec.errors import suggestion
+from components.suggestions import suggestion
 
 
 class PlanInputError(ValueError):

@@ -11,7 +11,8 @@ from typing import Any, Iterable
 
 from pydantic import ValidationError
 
-from components.spec.errors import Problem, SpecError, suggestion
+from components.spec.errors import Problem, SpecError
+from components.suggestions import suggestion
 from components.spec.model import SECRET_KEYS, StackSpec
 from components.spec.pydantic_errors import problems_from
 from components.spec.resolved import ResolvedStack

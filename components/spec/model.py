@@ -12,13 +12,14 @@ from typing import Annotated, Literal, Optional, Union
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 from pydantic.alias_generators import to_camel
 
-from components.facts import ModelFacts
+from components.facts import Dtype, ModelFacts, gpu_types
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$"
 
 Tier = Literal["small", "medium", "baremetal"]
-Quantization = Literal["fp16", "bf16", "fp8", "int8", "awq", "gptq", "mxfp4"]
-GpuType = Literal["rtx-4090", "l4", "l40s", "a10g", "a100-40gb", "a100-80gb", "h100-80gb", "h200-141gb"]
+Quantization = Dtype
+# One GPU list: the keys of components/facts/gpus.yaml.
+GpuType = Literal[gpu_types()]  # type: ignore[valid-type]
 
 
 class SpecModel(BaseModel):

@@ -14,7 +14,8 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
 
-from components.spec.errors import Problem, format_path, suggestion
+from components.spec.errors import Problem, format_path
+from components.suggestions import suggestion
 
 
 def unwrap_optional(annotation: Any) -> Any:

@@ -30,7 +30,7 @@ class ResolvedModel:
     max_replicas: int
     plan: Plan
     # Seconds from container start to a healthy /health, scaled to the weights (see
-    # components.serving.probes); every tier sizes its probes and grace periods from it.
+    # components.planner.loading); every tier sizes its probes and grace periods from it.
     startup_budget_s: int
     # Which values were derived rather than set in the stack, for `render` to report.
     derived: dict[str, object] = field(default_factory=dict)

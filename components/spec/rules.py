@@ -8,9 +8,9 @@ from __future__ import annotations
 from typing import Optional
 
 from components.facts import ModelFacts, gpu_catalog, model_catalog, resolve_model
-from components.planner import PlanError, PlanRequest, parallelism, plan
-from components.serving import probes
-from components.spec.errors import Problem, suggestion
+from components.planner import PlanError, PlanRequest, loading, parallelism, plan
+from components.spec.errors import Problem
+from components.suggestions import suggestion
 from components.spec.model import (
     TIER_TARGETS,
     PlatformSpec,
@@ -171,7 +171,7 @@ def _resolve_model(i: int, m: ModelSpec, spec: StackSpec, problems: list[Problem
             replicas = min(max(replicas, scaling.min_replicas), scaling.max_replicas)
         derived["replicas"] = replicas
     name = m.name or key.replace(".", "")
-    budget = probes.startup_budget_s(p.weight_bytes_per_gpu)
+    budget = loading.startup_budget_s(p.weight_bytes_per_gpu)
     derived["startupBudgetSeconds"] = budget
     return ResolvedModel(
         spec=m, catalog_key=key, facts=facts, name=name, hf_repo=repo,

@@ -14,7 +14,8 @@ from typing import Any
 import yaml
 
 from components import paths
-from components.spec.errors import Problem, SpecError, suggestion
+from components.spec.errors import Problem, SpecError
+from components.suggestions import suggestion
 from components.spec.loader import NAMESPACE
 from components.spec.resolved import ResolvedStack
 
