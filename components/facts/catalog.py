@@ -10,7 +10,7 @@ from functools import cache
 from pathlib import Path
 from typing import Literal, Optional
 
-import yaml
+from components import yaml12
 from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, PositiveInt, model_validator
 from pydantic.alias_generators import to_camel
 
@@ -20,9 +20,11 @@ Dtype = Literal["fp16", "bf16", "fp8", "int8", "awq", "gptq", "mxfp4"]
 
 
 class _Facts(BaseModel):
-    # Catalog files use snake_case; stacks use camelCase like every other stack key.
+    # Stacks (`models[].custom`) use camelCase like every other stack key, strictly typed; the
+    # catalog files use snake_case and are read by name (see _load).
     model_config = ConfigDict(
-        extra="forbid", frozen=True, alias_generator=to_camel, populate_by_name=True
+        extra="forbid", frozen=True, alias_generator=to_camel, validate_by_name=False, validate_by_alias=True,
+        strict=True, allow_inf_nan=False,
     )
 
 
@@ -67,6 +69,13 @@ class ModelFacts(_Facts):
         description="num_nextn_predict_layers: multi-token-prediction layers shipped with the weights "
         "(needed for speculativeDecoding.method mtp).",
     )
+    experts: Optional[PositiveInt] = Field(
+        default=None, description="Routed experts per MoE layer (n_routed_experts / num_local_experts); "
+        "none for dense models.",
+    )
+    experts_per_token: Optional[PositiveInt] = Field(
+        default=None, description="Routed experts each token uses (num_experts_per_tok / experts_per_token).",
+    )
     gated: bool = Field(default=False, description="The repo needs an accepted licence and an HF token.")
     source: str = Field(default="inline in the stack", description="Where these figures come from.")
 
@@ -80,6 +89,10 @@ class ModelFacts(_Facts):
             )
         if self.params_active is not None and self.params_active > self.params_total:
             raise ValueError("paramsActive cannot exceed paramsTotal")
+        if (self.experts is None) != (self.experts_per_token is None):
+            raise ValueError("experts and expertsPerToken go together")
+        if self.experts is not None and self.experts_per_token > self.experts:
+            raise ValueError("expertsPerToken cannot exceed experts")
         stray = [repo for repo in self.checkpoints if repo not in self.hf_repos]
         if stray:
             raise ValueError(f"checkpoints {', '.join(stray)} are not listed in hfRepos")
@@ -146,14 +159,14 @@ class GpuFacts(_Facts):
 
 @cache
 def model_catalog() -> dict[str, ModelFacts]:
-    raw = yaml.safe_load((_HERE / "models.yaml").read_text())
-    return {key: ModelFacts.model_validate(value) for key, value in raw.items()}
+    raw = yaml12.load((_HERE / "models.yaml").read_text())
+    return {key: ModelFacts.model_validate(value, by_name=True, by_alias=False) for key, value in raw.items()}
 
 
 @cache
 def gpu_catalog() -> dict[str, GpuFacts]:
-    raw = yaml.safe_load((_HERE / "gpus.yaml").read_text())
-    return {key: GpuFacts.model_validate(value) for key, value in raw.items()}
+    raw = yaml12.load((_HERE / "gpus.yaml").read_text())
+    return {key: GpuFacts.model_validate(value, by_name=True, by_alias=False) for key, value in raw.items()}
 
 
 def gpu_types() -> tuple[str, ...]:
