@@ -1,26 +1,29 @@
 """Platform add-ons as pinned Helm charts, with values rendered from the stack.
 
 `addons()` is pure (what `render` writes and the key check reads); the component turns each
-`Addon` into a `kubernetes:helm.sh/v3:Release`. charts.yaml pins each chart (repository and
-version) and lists the values keys we set for that version, checked because Helm silently
-ignores a misspelt key.
+`Addon` into a `kubernetes:helm.sh/v3:Release`. components/pins.yaml pins each chart (repository
+and version); components/facts/chart_keys.yaml lists the values keys that chart version reads,
+generated from its own values.yaml, because Helm silently ignores a key the chart does not read.
 """
 
 from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import yaml
-
+from components import pins
+from components.facts.chart_keys import leaf_paths, unknown_keys
 from components.medium import names
+from components.observability.metrics import dcgm_counters_csv
 from components.spec import ResolvedStack
 
-CHARTS_FILE = Path(__file__).with_name("charts.yaml")
+__all__ = ["Addon", "addons", "leaf_paths", "unknown_keys", "with_secret", "SECRET_VALUE"]
+
 # Placeholder for values the component fills with a Pulumi secret at deploy time.
 SECRET_VALUE = "[secret]"
+# The charts this tier installs (each can be turned off per stack).
+INSTALLED_CHARTS = ("gpu-operator", "keda", "kube-prometheus-stack")
 
 
 @dataclass(frozen=True)
@@ -35,17 +38,25 @@ class Addon:
     secret_paths: tuple[str, ...] = ()
 
 
-CHARTS: dict = yaml.safe_load(CHARTS_FILE.read_text())
-
-
 def _pin(chart: str) -> tuple[str, str, str]:
-    """(chart, version, repo) as pinned in charts.yaml."""
-    return chart, CHARTS[chart]["version"], CHARTS[chart]["repo"]
+    """(chart, version, repo) as pinned in components/pins.yaml."""
+    pin = pins.chart(chart)
+    return chart, pin.version, pin.repo
 
 
 GPU_OPERATOR = _pin("gpu-operator")
 KEDA = _pin("keda")
 KUBE_PROMETHEUS_STACK = _pin("kube-prometheus-stack")
+
+
+def dcgm_counters_config() -> dict:
+    """gpu-operator `dcgmExporter.config`: the chart creates a ConfigMap in its namespace with
+    the project's counters (key dcgm-metrics.csv) and the operator points the exporter at it.
+    Without it the exporter runs its default dcp-metrics-included.csv, where
+    DCGM_FI_DEV_ECC_DBE_VOL_TOTAL is commented out and GpuEccDoubleBitErrors could never fire.
+    (gpu-operator v25.3.2 TransformDCGMExporter sets DCGM_EXPORTER_COLLECTORS to the mounted
+    file after applying dcgmExporter.env, so the chart's default env does not win.)"""
+    return {"name": names.DCGM_COUNTERS_CONFIGMAP, "create": True, "data": dcgm_counters_csv()}
 
 
 def addons(stack: ResolvedStack) -> list[Addon]:
@@ -54,7 +65,6 @@ def addons(stack: ResolvedStack) -> list[Addon]:
     out: list[Addon] = []
     if plat.gpu_operator.enabled:
         out.append(Addon("gpu-operator", *GPU_OPERATOR, namespace=names.GPU_OPERATOR_NAMESPACE, values={
-            "operator": {"defaultRuntime": "containerd"},
             # EKS GPU AMIs and nodes prepared by the bare-metal playbooks already have a driver;
             # a second one from the operator would fight it.
             "driver": {"enabled": stack.gpu_operator_installs_driver},
@@ -62,7 +72,7 @@ def addons(stack: ResolvedStack) -> list[Addon]:
             "devicePlugin": {"enabled": True},
             "nfd": {"enabled": True},
             **({"mig": {"strategy": plat.gpu_operator.mig_strategy}} if plat.gpu_operator.mig_strategy != "none" else {}),
-            "dcgmExporter": {"enabled": True, "serviceMonitor": {
+            "dcgmExporter": {"enabled": True, "config": dcgm_counters_config(), "serviceMonitor": {
                 "enabled": plat.kube_prometheus_stack.enabled or stack.spec.monitoring.enabled,
                 "interval": f"{stack.spec.monitoring.scrape_interval_s}s",
                 "additionalLabels": {"release": names.KPS_RELEASE},
@@ -106,23 +116,6 @@ def addons(stack: ResolvedStack) -> list[Addon]:
             },
         }, secret_paths=("grafana.adminPassword",)))
     return out
-
-
-def leaf_paths(values: Any, prefix: str = "") -> list[str]:
-    """Dotted paths of every leaf (lists are leaves)."""
-    if isinstance(values, dict) and values:
-        return [p for k, v in values.items() for p in leaf_paths(v, f"{prefix}{k}.")]
-    return [prefix.rstrip(".")]
-
-
-def unknown_keys(chart: str, version: str, values: dict) -> list[str]:
-    """Keys in `values` not documented for `chart` at `version` (per charts.yaml)."""
-    entry = CHARTS.get(chart)
-    if entry is None or entry["version"] != version:
-        return [f"<chart {chart} {version} has no reviewed key list in charts.yaml>"]
-    exact = {k for k in entry["keys"] if not k.endswith(".*")}
-    prefixes = tuple(k[:-1] for k in entry["keys"] if k.endswith(".*"))
-    return [p for p in leaf_paths(values) if p not in exact and not p.startswith(prefixes)]
 
 
 def with_secret(values: dict, path: str, secret: Any) -> dict:

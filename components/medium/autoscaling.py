@@ -3,6 +3,14 @@
 Whitepaper defaults: scale when vllm:num_requests_waiting per replica exceeds 10, between 2
 and 50 replicas. A replica takes `startup_budget_s` to become ready, so scale-down waits
 twice that long: dropping a replica we need again in a minute costs a full cold start.
+
+Two different knobs (KEDA ScaledObject spec, keda.sh/v1alpha1):
+- `advanced.horizontalPodAutoscalerConfig.behavior.scaleDown.stabilizationWindowSeconds` paces
+  every scale-down between maxReplicaCount and minReplicaCount (the HPA does it): here two cold
+  starts, one pod per period.
+- `cooldownPeriod` applies only to scaling to zero: how long after the last active trigger
+  KEDA waits before taking the workload from 1 replica to 0. It matters only when
+  minReplicaCount is 0 (autoscaling.minReplicas: 0); with a floor of 1 or more it does nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +37,7 @@ def scaled_object(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
             "minReplicaCount": a.min_replicas,
             "maxReplicaCount": a.max_replicas,
             "pollingInterval": a.polling_interval_s,
+            # Only used for the last replica when minReplicaCount is 0 (scale to zero).
             "cooldownPeriod": a.cooldown_period_s or 2 * cold_start,
             # If Prometheus is unreachable, hold a safe floor instead of freezing at any size.
             "fallback": {"failureThreshold": 3, "replicas": a.fallback_replicas or max(a.min_replicas, 1)},
@@ -37,7 +46,8 @@ def scaled_object(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
                 "scaleUp": {"stabilizationWindowSeconds": 0, "selectPolicy": "Max",
                             "policies": [{"type": "Percent", "value": 100, "periodSeconds": 60},
                                          {"type": "Pods", "value": 2, "periodSeconds": 60}]},
-                # Scale down slowly: only after load stayed low for two cold starts, one pod at a time.
+                # Scale down slowly (every step above minReplicaCount): only after load stayed low
+                # for two cold starts, one pod at a time.
                 "scaleDown": {"stabilizationWindowSeconds": 2 * cold_start, "selectPolicy": "Min",
                               "policies": [{"type": "Pods", "value": 1, "periodSeconds": max(60, cold_start)}]},
             }}},

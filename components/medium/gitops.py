@@ -24,9 +24,12 @@ def application(stack: ResolvedStack, stack_name: str, ns: str) -> dict:
             "destination": {"server": "https://kubernetes.default.svc", "namespace": ns},
             "syncPolicy": {
                 "automated": {"prune": True, "selfHeal": True},
-                "syncOptions": ["CreateNamespace=true", "ServerSideApply=true"],
-                # KEDA owns replicas of autoscaled Deployments.
+                # RespectIgnoreDifferences: without it ignoreDifferences only hides the diff, and
+                # every sync still applies Git's replicas over KEDA's (Argo CD "Diffing
+                # Customization" / sync option RespectIgnoreDifferences=true).
+                "syncOptions": ["CreateNamespace=true", "ServerSideApply=true", "RespectIgnoreDifferences=true"],
             },
+            # KEDA owns replicas of autoscaled Deployments.
             "ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}],
         },
     }

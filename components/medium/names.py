@@ -23,3 +23,5 @@ CLUSTER_JOBS = "vllm-.*|nvidia-dcgm-exporter"
 
 def workload(model_name: str) -> str:
     return f"vllm-{model_name}"
+# ConfigMap (gpu-operator namespace) with the project's dcgm-exporter counters.
+DCGM_COUNTERS_CONFIGMAP = "tierscale-dcgm-counters"
