@@ -116,28 +116,44 @@ def inventory(
 
 @app.command()
 def plan(
-    model: str = typer.Option(..., help="Catalog id or Hugging Face repo id"),
-    gpu: str = typer.Option(..., help="GPU type, e.g. h100-80gb"),
-    quantization: Optional[str] = typer.Option(None, help="fp16|bf16|fp8|int8|awq|gptq|mxfp4 (default: native)"),
+    model: Optional[str] = typer.Option(None, help="Catalog id or Hugging Face repo id"),
+    gpu: Optional[str] = typer.Option(None, help="GPU type, e.g. h100-80gb, or 'any' to search every GPU type"),
+    quantization: Optional[str] = typer.Option(None, help="fp16|bf16|fp8|int8|awq|gptq|mxfp4 (default: search what the model can be served in)"),
     max_model_len: int = typer.Option(8192, help="Context length to serve"),
     qps: float = typer.Option(10.0, help="Expected requests per second"),
     prompt_tokens: int = typer.Option(512, help="Mean prompt tokens"),
     output_tokens: int = typer.Option(256, help="Mean output tokens"),
     ttft_ms: float = typer.Option(500, help="TTFT p99 SLO (ms)"),
     tpot_ms: float = typer.Option(100, help="TPOT p99 SLO (ms)"),
-    availability: float = typer.Option(99.9, help="Availability target (%)"),
+    availability: Optional[float] = typer.Option(None, help="Availability target (%); only a stated target adds spare replicas or raises the tier"),
     gpu_memory_utilization: float = typer.Option(0.9, help="Share of GPU memory vLLM may use"),
     concurrency: int = typer.Option(1, help="Sequences at max-model-len that must fit per replica"),
     price_per_hour: Optional[float] = typer.Option(None, help="Override the instance price (USD/hour)"),
+    tensor_parallel: Optional[int] = typer.Option(None, "--tensor-parallel", help="Evaluate this TP only (no TP/PP search)"),
+    pipeline_parallel: Optional[int] = typer.Option(None, "--pipeline-parallel", help="With --tensor-parallel: PP stages"),
+    max_num_seqs: Optional[int] = typer.Option(None, "--max-num-seqs", help="Fix vLLM's max_num_seqs (default: searched)"),
+    kv_cache_dtype: str = typer.Option("auto", "--kv-cache-dtype", help="auto|fp8"),
+    top: int = typer.Option(5, "--top", help="Alternatives to show, with why each lost"),
+    custom_json: Optional[str] = typer.Option(None, "--custom-json", help="A model described inline as JSON (models.yaml keys), instead of --model"),
+    stack: Optional[str] = typer.Option(None, "--stack", "-s", help="Compare every model of a stack with the planner's optimum"),
+    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
 ) -> None:
-    """Size a deployment: memory fit, TP/PP, throughput bounds, replicas, tier and cost."""
+    """Search the cheapest configuration meeting the SLOs: GPU, quantization, TP/PP, replicas, tier, cost."""
     from components.planner.request import PlanInputError, build_request
     from components.planner import PlanError, plan as run_plan
 
+    if stack is not None:
+        _plan_stack(stack, stacks_dir, as_json)
+        return
     try:
+        if gpu is None:
+            raise PlanInputError("--gpu: required (a GPU type, or 'any'), unless --stack is given")
         request = build_request(model, gpu, quantization, max_model_len, qps, prompt_tokens, output_tokens,
-                                ttft_ms, tpot_ms, availability, gpu_memory_utilization, concurrency, price_per_hour)
+                                ttft_ms, tpot_ms, availability, gpu_memory_utilization, concurrency, price_per_hour,
+                                custom_json=custom_json, tensor_parallel=tensor_parallel,
+                                pipeline_parallel=pipeline_parallel, max_num_seqs=max_num_seqs, top=top,
+                                kv_cache_dtype=kv_cache_dtype)
         result = run_plan(request)
     except (PlanInputError, PlanError) as error:
         sys.stderr.write(f"error: {error}\n")
@@ -145,6 +161,10 @@ def plan(
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         return
+    _print_plan(result)
+
+
+def _print_plan(result) -> None:
     table = Table(title=f"plan: {result.model} on {result.gpu} ({result.quantization}, max_model_len {result.max_model_len})")
     table.add_column("figure")
     table.add_column("value", justify="right")
@@ -155,10 +175,73 @@ def plan(
         shown = f"{value:,.2f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else str(value))
         table.add_row(key, shown, unit)
     table.add_row("instance_type", str(result.instance_type), "")
+    table.add_row("price", result.price_source, f"as of {result.price_as_of}" if result.price_as_of else "")
     table.add_row("tier", result.tier, result.tier_reason)
     out.print(table)
+    if result.alternatives:
+        alts = Table(title=f"alternatives ({result.candidates_evaluated} candidates evaluated)")
+        for col in ("GPU", "quant", "TP", "PP", "maxNumSeqs", "replicas", "GPUs", "$/hour", "TTFT ms", "TPOT ms", "why not chosen"):
+            alts.add_column(col)
+        for a in result.alternatives:
+            alts.add_row(a.gpu, a.quantization, str(a.tensor_parallel), str(a.pipeline_parallel), str(a.max_num_seqs),
+                         str(a.replicas), str(a.gpus), "-" if a.cost_per_hour_usd is None else f"{a.cost_per_hour_usd:,.2f}",
+                         f"{a.ttft_ms_estimate:,.0f}", f"{a.tpot_ms_estimate:,.1f}", a.why_not_chosen)
+        out.print(alts)
     for warning in result.warnings:
-        out.print(f"[yellow]warning:[/] {warning}")
+        out.print(f"[yellow]warning:[/] {warning}", markup=True)
+
+
+def _plan_stack(stack: str, stacks_dir: Path, as_json: bool) -> None:
+    """Each model of a stack: its configured choice against the planner's optimum."""
+    from components.planner import PlanError, PlanRequest, plan as run_plan
+    from components.planner.plan import compare_to_optimum
+    from components.spec.stack_file import load_stack
+
+    try:
+        resolved = load_stack(stack, stacks_dir)
+    except SpecError as error:
+        _fail_spec(error)
+    spec = resolved.spec
+    rows, all_warnings = [], []
+    for m in resolved.models:
+        common = dict(
+            model_key=m.catalog_key, model=m.facts, gpu_key=spec.gpu.type, quantization=m.quantization,
+            max_model_len=m.max_model_len, qps=spec.slo.expected_qps, prompt_tokens=spec.slo.mean_prompt_tokens,
+            output_tokens=spec.slo.mean_output_tokens, ttft_slo_ms=spec.slo.ttft_p99_ms, tpot_slo_ms=spec.slo.tpot_p99_ms,
+            availability_pct=spec.slo.availability, gpu_memory_utilization=m.spec.gpu_memory_utilization,
+            gpus_per_node=spec.gpu.per_node, kv_cache_dtype=m.spec.kv_cache_dtype,
+        )
+        try:
+            configured = run_plan(PlanRequest(**common, tensor_parallel=m.tensor_parallel, pipeline_parallel=m.pipeline_parallel,
+                                              max_num_seqs=m.spec.max_num_seqs, replicas=m.replicas, top=0))
+            optimum = run_plan(PlanRequest(**common))
+        except PlanError as error:
+            sys.stderr.write(f"error: {m.name}: {error}\n")
+            raise typer.Exit(2)
+        warnings = compare_to_optimum(configured, optimum)
+        all_warnings += warnings
+        rows.append((m.name, configured, optimum, warnings))
+    if as_json:
+        sys.stdout.write(json.dumps([{"model": n, "configured": c.to_json(), "optimum": o.to_json(), "warnings": w}
+                                     for n, c, o, w in rows], indent=2) + "\n")
+        return
+    table = Table(title=f"{stack}: configured vs optimum ({spec.gpu.type}, {spec.slo.expected_qps:g} QPS, "
+                        f"TTFT {spec.slo.ttft_p99_ms} ms, TPOT {spec.slo.tpot_p99_ms} ms)")
+    for col in ("model", "choice", "TP", "PP", "maxNumSeqs", "replicas", "GPUs", "$/hour", "TTFT ms (margin)", "TPOT ms (margin)", "meets SLO"):
+        table.add_column(col)
+    for name, c, o, _ in rows:
+        for label, p in (("configured", c), ("optimum", o)):
+            table.add_row(name if label == "configured" else "", label, str(p.tensor_parallel), str(p.pipeline_parallel),
+                          str(p.max_num_seqs), str(p.replicas), str(p.gpus),
+                          "-" if p.cost_per_hour_usd is None else f"{p.cost_per_hour_usd:,.2f}",
+                          f"{p.ttft_ms_estimate:,.0f} ({p.ttft_margin_pct:+.0f}%)", f"{p.tpot_ms_estimate:,.1f} ({p.tpot_margin_pct:+.0f}%)",
+                          "yes" if p.meets_slo else "no")
+    out.print(table)
+    prices = {p.price_as_of for _, c, o, _ in rows for p in (c, o) if p.price_as_of}
+    if prices:
+        out.print(f"prices: AWS on-demand us-east-1 as of {', '.join(sorted(prices))}")
+    for warning in all_warnings:
+        out.print(f"warning: {warning}", markup=False)
 
 
 @app.command()

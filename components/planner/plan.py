@@ -2,6 +2,12 @@
 
 The result's JSON form (`Plan.to_json()`) is a stable interface: keys are only ever added.
 Every figure has its unit in `units`.
+
+With `tensor_parallel` unset, `plan()` searches (components/planner/search.py): every TP/PP
+(and, when unset, GPU type with `gpu_key="any"`, quantization and max_num_seqs) is evaluated with
+the calibrated performance model (perf.py) and the cheapest configuration meeting TTFT and
+TPOT wins; `alternatives` lists the next best with why each lost. With `tensor_parallel` set,
+that one configuration is evaluated.
 """
 
 from __future__ import annotations
@@ -11,20 +17,19 @@ from typing import Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from components.facts import GpuFacts, ModelFacts, gpu_catalog
-from components.planner import cost, memory, parallelism, throughput, tiering
+from components.facts import gpu_catalog
+from components.facts import ModelFacts
+from components.planner import memory, parallelism, search, tiering
 
-# Roofline bounds are ideal; plan replicas so the load uses this share of them.
-DEFAULT_TARGET_UTILIZATION = 0.6
+# Headroom: replicas are planned so the load uses at most this share of their capacity (less
+# when the TTFT SLO needs shorter queues).
+DEFAULT_TARGET_UTILIZATION = 0.8
+DEFAULT_TOP = 5
 
-# Minimum replicas for an availability target: N+1 from 99.9%, N+2 above it (one replica
-# can be drained for an update while another fails).
-def replicas_for_availability(availability_pct: float) -> int:
-    if availability_pct > tiering.AVAILABILITY_MEDIUM_MAX:
-        return 3
-    if availability_pct > tiering.AVAILABILITY_SMALL_MAX:
-        return 2
-    return 1
+
+def replicas_for_availability(availability_pct: Optional[float]) -> int:
+    """Minimum replicas for an availability target: 1 plus the spares it needs."""
+    return 1 + search.availability_spares(availability_pct)
 
 
 UNITS = {
@@ -37,13 +42,18 @@ UNITS = {
     "pipeline_parallel": "stages",
     "gpus_per_replica": "GPUs",
     "max_concurrent_sequences": "sequences at max_model_len",
+    "max_num_seqs": "sequences",
     "decode_batch": "sequences",
     "decode_tokens_per_s_bound": "output tokens/s per replica",
     "prefill_tokens_per_s_bound": "prompt tokens/s per replica",
     "tpot_ms_estimate": "ms/token",
     "ttft_ms_estimate": "ms",
+    "tpot_margin_pct": "% of the TPOT SLO left",
+    "ttft_margin_pct": "% of the TTFT SLO left",
+    "utilization": "share of replica capacity at the planned QPS",
     "replica_capacity_qps": "requests/s per replica",
     "replicas": "replicas",
+    "spare_replicas": "replicas",
     "gpus": "GPUs",
     "nodes": "nodes",
     "rule_of_thumb_gpus": "GPUs",
@@ -58,24 +68,43 @@ class PlanRequest(BaseModel):
 
     model_key: str
     model: ModelFacts
-    gpu_key: str
-    quantization: str
+    gpu_key: str = Field(description='A gpus.yaml key, or "any" to search every GPU type.')
+    quantization: Optional[str] = Field(default=None, description="None: search every servable quantization.")
     max_model_len: int = Field(gt=0)
     qps: float = Field(ge=0)
     prompt_tokens: int = Field(default=512, gt=0)
     output_tokens: int = Field(default=256, gt=0)
     ttft_slo_ms: float = Field(default=500, gt=0)
     tpot_slo_ms: float = Field(default=100, gt=0)
-    availability_pct: float = Field(default=99.9, gt=0, le=100)
+    availability_pct: Optional[float] = Field(default=None, gt=0, le=100,
+                                              description="Only when stated (CLI --availability, stack slo.availability).")
     gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
     gpus_per_node: Optional[int] = None
-    max_num_seqs: int = 256
+    max_num_seqs: Optional[int] = Field(default=None, gt=0, description="None: searched (16 ... 1024).")
     kv_cache_dtype: str = "auto"
     min_sequences: int = Field(default=1, ge=1)
     tensor_parallel: Optional[int] = None
     pipeline_parallel: Optional[int] = None
-    target_utilization: float = Field(default=DEFAULT_TARGET_UTILIZATION, gt=0, le=1)
-    price_per_instance_hour: Optional[float] = None
+    replicas: Optional[int] = Field(default=None, gt=0, description="Evaluate this many replicas instead of sizing them.")
+    target_utilization: float = Field(default=DEFAULT_TARGET_UTILIZATION, gt=0, lt=1)
+    price_per_instance_hour: Optional[float] = Field(default=None, gt=0)
+    top: int = Field(default=DEFAULT_TOP, ge=0)
+
+
+class Alternative(BaseModel):
+    gpu: str
+    quantization: str
+    tensor_parallel: int
+    pipeline_parallel: int
+    max_num_seqs: int
+    replicas: int
+    gpus: int
+    nodes: int
+    cost_per_hour_usd: Optional[float]
+    ttft_ms_estimate: float
+    tpot_ms_estimate: float
+    meets_slo: bool
+    why_not_chosen: str
 
 
 class Plan(BaseModel):
@@ -111,109 +140,189 @@ class Plan(BaseModel):
     cost_per_year_usd: Optional[float]
     cost_per_million_output_tokens_usd: Optional[float]
     warnings: list[str]
+    # Added by planner v2 (search and calibrated model).
+    max_num_seqs: int = 0
+    utilization: float = 0.0
+    spare_replicas: int = 0
+    qps: float = 0.0
+    availability_pct: Optional[float] = None
+    ttft_slo_ms: float = 0.0
+    tpot_slo_ms: float = 0.0
+    ttft_margin_pct: float = 0.0
+    tpot_margin_pct: float = 0.0
+    meets_slo: bool = True
+    slo_misses: list[str] = Field(default_factory=list)
+    price_as_of: Optional[str] = None
+    price_source: str = ""
+    candidates_evaluated: int = 0
+    alternatives: list[Alternative] = Field(default_factory=list)
     units: dict[str, str] = Field(default_factory=lambda: dict(UNITS))
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json")
+
+    def describe(self) -> str:
+        pp = f"xPP{self.pipeline_parallel}" if self.pipeline_parallel > 1 else ""
+        return f"{self.gpu} {self.quantization} TP{self.tensor_parallel}{pp} x {self.replicas} replicas ({self.gpus} GPUs)"
 
 
 class PlanError(ValueError):
     """The model cannot be placed on this GPU type at all."""
 
 
-def plan(req: PlanRequest) -> Plan:
-    gpu: GpuFacts = gpu_catalog()[req.gpu_key]
-    model = req.model
-    per_node = req.gpus_per_node or gpu.max_gpus_per_node
-    warnings: list[str] = []
-
-    if req.tensor_parallel is not None:
-        placement = parallelism.evaluate(
-            model, gpu, req.quantization, req.tensor_parallel, req.pipeline_parallel or 1,
-            req.max_model_len, req.gpu_memory_utilization, req.kv_cache_dtype,
-        )
-    else:
-        placement = parallelism.smallest_placement(
-            model, gpu, req.quantization, per_node, req.max_model_len,
-            req.gpu_memory_utilization, req.min_sequences, req.kv_cache_dtype,
-        )
-    fits = placement is not None and placement.max_concurrent_sequences >= req.min_sequences
-    advice = None
-    if not fits:
-        tp = req.tensor_parallel or (parallelism.valid_tensor_parallel_sizes(model, per_node) or [1])[-1]
-        pp = req.pipeline_parallel or 1
-        advice = parallelism.fit_advice(
-            model, req.gpu_key, gpu, req.quantization, tp, pp, per_node,
-            req.max_model_len, req.gpu_memory_utilization, req.kv_cache_dtype,
-        )
-        if placement is None:
-            raise PlanError(f"{req.model_key} with {req.quantization} at maxModelLen {req.max_model_len} on {req.gpu_key}: {advice}")
-        warnings.append(f"does not fit as configured: {advice}")
-
-    tp, pp = placement.tensor_parallel, placement.pipeline_parallel
-    gpus_per_replica = tp * pp
-    kv_replica = memory.kv_bytes_per_token_per_replica(model, tp, req.kv_cache_dtype)
-    sequence_tokens = req.prompt_tokens + req.output_tokens
-    memory_batch = memory.sequences_that_fit(placement.kv_budget_bytes, kv_replica, sequence_tokens)
-    decode = throughput.decode_bound(
-        model, gpu, req.quantization, tp, pp, memory_batch, req.max_num_seqs,
-        req.prompt_tokens + req.output_tokens / 2, req.tpot_slo_ms / 1000, req.kv_cache_dtype,
+def _load(req: PlanRequest) -> search.Load:
+    return search.Load(
+        model=req.model, max_model_len=req.max_model_len, qps=req.qps, prompt_tokens=req.prompt_tokens,
+        output_tokens=req.output_tokens, ttft_slo_s=req.ttft_slo_ms / 1000, tpot_slo_s=req.tpot_slo_ms / 1000,
+        availability_pct=req.availability_pct, gpu_memory_utilization=req.gpu_memory_utilization,
+        gpus_per_node=req.gpus_per_node, kv_cache_dtype=req.kv_cache_dtype, min_sequences=req.min_sequences,
+        target_utilization=req.target_utilization, price_per_instance_hour=req.price_per_instance_hour,
+        replicas=req.replicas,
     )
-    if not decode.slo_feasible:
-        warnings.append(
-            f"TPOT SLO {req.tpot_slo_ms:g} ms is below the single-sequence bound "
-            f"{decode.tpot_s * 1000:.1f} ms: use more GPUs per replica or a smaller quantization"
-        )
-    elif decode.slo_limited:
-        warnings.append(f"decode batch capped at {decode.batch} sequences to meet TPOT {req.tpot_slo_ms:g} ms")
-    prefill = throughput.prefill_bound(model, gpu, req.quantization, gpus_per_replica)
-    ttft_s = req.prompt_tokens / prefill
-    if ttft_s * 1000 > req.ttft_slo_ms:
-        warnings.append(f"prefill alone takes {ttft_s * 1000:.0f} ms for {req.prompt_tokens} prompt tokens (TTFT SLO {req.ttft_slo_ms:g} ms)")
 
-    seconds_per_request = req.prompt_tokens / prefill + req.output_tokens / decode.tokens_per_s
-    capacity_qps = 1 / seconds_per_request
-    load_replicas = math.ceil(req.qps / (capacity_qps * req.target_utilization)) if req.qps > 0 else 0
-    replicas = max(load_replicas, replicas_for_availability(req.availability_pct), 1)
-    fleet = cost.cheapest_fleet(gpu, replicas, tp, pp, per_node, req.price_per_instance_hour)
-    choice = tiering.recommend_tier(req.qps, fleet.instances, req.availability_pct)
-    per_million = None
-    if fleet.usd_per_hour is not None:
-        tokens_per_hour = replicas * decode.tokens_per_s * 3600
-        per_million = fleet.usd_per_hour / tokens_per_hour * 1e6
 
-    weights = memory.weight_bytes(model, req.quantization)
+def plan(req: PlanRequest) -> Plan:
+    gpu_keys = list(gpu_catalog()) if req.gpu_key == "any" else [req.gpu_key]
+    quantizations = None if req.quantization is None else [req.quantization]
+    load = _load(req)
+    parallel = None
+    if req.tensor_parallel is not None:
+        parallel = (req.tensor_parallel, req.pipeline_parallel or 1)
+    ranked = search.candidates(load, gpu_keys, quantizations, req.max_num_seqs, parallel)
+    if not ranked:
+        raise PlanError(f"{req.model_key}: no servable quantization on {req.gpu_key}")
+    best = ranked[0]
+    warnings: list[str] = []
+    advice = None
+    if not best.fits:
+        gpu = best.gpu
+        per_node = req.gpus_per_node or gpu.max_gpus_per_node
+        tp = req.tensor_parallel or (parallelism.valid_tensor_parallel_sizes(req.model, per_node) or [1])[-1]
+        pp = req.pipeline_parallel or 1
+        advice = parallelism.fit_advice(req.model, best.gpu_key, gpu, best.quantization, tp, pp, per_node,
+                                        req.max_model_len, req.gpu_memory_utilization, req.kv_cache_dtype)
+        if best.placement.max_concurrent_sequences < 1 and parallel is None:
+            raise PlanError(f"{req.model_key} with {best.quantization} at maxModelLen {req.max_model_len} on {best.gpu_key}: {advice}")
+        if best.placement.kv_budget_bytes <= 0 and parallel is not None:
+            # Nothing to size: report the placement as not fitting (the spec turns this into an error).
+            return _to_plan(req, best, ranked, [f"does not fit as configured: {advice}"], advice)
+        warnings.append(f"does not fit as configured: {advice}")
+        best = _sized_anyway(load, best)
+    for miss in best.misses:
+        if miss != "does not fit":
+            warnings.append(f"misses SLO: {miss}")
+    return _to_plan(req, best, ranked, warnings, advice)
+
+
+def _sized_anyway(load: search.Load, c: search.Candidate) -> search.Candidate:
+    """Figures for a placement short of min_sequences (it still holds some sequences)."""
+    relaxed = search.Load(**{**load.__dict__, "min_sequences": 1})
+    sized = search.evaluate(relaxed, c.gpu_key, c.quantization, c.tensor_parallel, c.pipeline_parallel, c.max_num_seqs)
+    sized.fits = False
+    sized.misses.insert(0, "does not fit")
+    return sized
+
+
+def _to_plan(req: PlanRequest, best: search.Candidate, ranked: list[search.Candidate], warnings: list[str],
+             advice: Optional[str]) -> Plan:
+    model, tp, pp = req.model, best.tensor_parallel, best.pipeline_parallel
+    gpus_per_replica = tp * pp
+    fleet = best.fleet
+    nodes = fleet.instances if fleet else max(1, math.ceil(best.replicas * gpus_per_replica / best.gpu.max_gpus_per_node))
+    tiers = tiering.recommend_tier(req.qps, nodes, req.availability_pct)
+    usd_hour = fleet.usd_per_hour if fleet else None
+    tokens_per_hour = best.replicas * best.decode_tokens_per_s * 3600
+    per_million = usd_hour / tokens_per_hour * 1e6 if usd_hour is not None and tokens_per_hour > 0 else None
+    weights = memory.weight_bytes(model, best.quantization)
+    finite = lambda x: round(x, 2) if math.isfinite(x) else 1e9  # noqa: E731 - JSON has no infinity
+    ttft_ms, tpot_ms = finite(best.ttft_s * 1000), finite(best.step_s * 1000)
+    if best.replicas > 0 and req.qps > 0 and best.utilization > 0 and math.isfinite(best.utilization):
+        load_note = f"{best.utilization:.0%} utilisation"
+    else:
+        load_note = "idle"
+    alternatives = []
+    shown = [c for c in search.distinct_configs(ranked)[1:] if c.fits]
+    for alt in shown[:req.top]:
+        alt_nodes = alt.fleet.instances if alt.fleet else 0
+        alternatives.append(Alternative(
+            gpu=alt.gpu_key, quantization=alt.quantization, tensor_parallel=alt.tensor_parallel,
+            pipeline_parallel=alt.pipeline_parallel, max_num_seqs=alt.max_num_seqs, replicas=alt.replicas,
+            gpus=alt.gpus, nodes=alt_nodes,
+            cost_per_hour_usd=None if alt.cost_per_hour is None else round(alt.cost_per_hour, 2),
+            ttft_ms_estimate=finite(alt.ttft_s * 1000), tpot_ms_estimate=finite(alt.step_s * 1000),
+            meets_slo=alt.meets_slo, why_not_chosen=search.why_lost(alt, best),
+        ))
+    price_source = ("--price-per-hour override" if req.price_per_instance_hour is not None
+                    else (f"AWS on-demand us-east-1, {best.gpu.price_as_of}" if fleet and fleet.instance_type else "no price known"))
     return Plan(
         model=req.model_key,
-        gpu=req.gpu_key,
-        quantization=req.quantization,
+        gpu=best.gpu_key,
+        quantization=best.quantization,
         max_model_len=req.max_model_len,
         weight_bytes=round(weights),
         weight_bytes_per_gpu=round(weights / gpus_per_replica),
         kv_bytes_per_token=memory.kv_bytes_per_token(model, req.kv_cache_dtype),
-        kv_bytes_per_token_per_replica=kv_replica,
-        fits=fits,
+        kv_bytes_per_token_per_replica=memory.kv_bytes_per_token_per_replica(model, tp, req.kv_cache_dtype),
+        fits=best.fits,
         fit_advice=advice,
         tensor_parallel=tp,
         pipeline_parallel=pp,
         gpus_per_replica=gpus_per_replica,
-        kv_cache_bytes_per_replica=max(0, round(placement.kv_budget_bytes)),
-        max_concurrent_sequences=placement.max_concurrent_sequences,
-        decode_batch=decode.batch,
-        decode_tokens_per_s_bound=round(decode.tokens_per_s, 1),
-        prefill_tokens_per_s_bound=round(prefill, 1),
-        tpot_ms_estimate=round(decode.tpot_s * 1000, 2),
-        ttft_ms_estimate=round(ttft_s * 1000, 2),
-        replica_capacity_qps=round(capacity_qps, 3),
-        replicas=replicas,
-        gpus=replicas * gpus_per_replica,
-        nodes=fleet.instances,
-        instance_type=fleet.instance_type,
-        tier=choice.tier,
-        tier_reason=choice.reason,
+        kv_cache_bytes_per_replica=max(0, round(best.placement.kv_budget_bytes)),
+        max_concurrent_sequences=best.placement.max_concurrent_sequences,
+        decode_batch=best.batch,
+        decode_tokens_per_s_bound=round(best.decode_tokens_per_s, 1),
+        prefill_tokens_per_s_bound=round(best.prefill_tokens_per_s, 1),
+        tpot_ms_estimate=tpot_ms,
+        ttft_ms_estimate=ttft_ms,
+        replica_capacity_qps=round(best.capacity_qps, 3),
+        replicas=best.replicas,
+        gpus=best.gpus,
+        nodes=nodes,
+        instance_type=fleet.instance_type if fleet else None,
+        tier=tiers.tier,
+        tier_reason=tiers.reason,
         rule_of_thumb_gpus=round(tiering.rule_of_thumb_gpus(req.qps), 1),
-        cost_per_hour_usd=None if fleet.usd_per_hour is None else round(fleet.usd_per_hour, 2),
-        cost_per_year_usd=None if fleet.usd_per_year is None else round(fleet.usd_per_year, 2),
+        cost_per_hour_usd=None if usd_hour is None else round(usd_hour, 2),
+        cost_per_year_usd=None if usd_hour is None else round(fleet.usd_per_year, 2),
         cost_per_million_output_tokens_usd=None if per_million is None else round(per_million, 4),
         warnings=warnings,
+        max_num_seqs=best.max_num_seqs,
+        utilization=round(best.utilization, 3) if math.isfinite(best.utilization) else 1e9,
+        spare_replicas=best.spares,
+        qps=req.qps,
+        availability_pct=req.availability_pct,
+        ttft_slo_ms=req.ttft_slo_ms,
+        tpot_slo_ms=req.tpot_slo_ms,
+        ttft_margin_pct=round(max(-1e6, (1 - ttft_ms / req.ttft_slo_ms) * 100), 1),
+        tpot_margin_pct=round(max(-1e6, (1 - tpot_ms / req.tpot_slo_ms) * 100), 1),
+        meets_slo=best.meets_slo,
+        slo_misses=list(best.misses),
+        price_as_of=best.gpu.price_as_of,
+        price_source=price_source,
+        candidates_evaluated=len(ranked),
+        alternatives=alternatives,
     )
+
+
+def compare_to_optimum(configured: Plan, optimum: Plan, cost_factor: float = 1.5) -> list[str]:
+    """Warnings for a configured plan against the planner's optimum for the same model and load.
+
+    Warns when the configured choice misses an SLO or costs more than `cost_factor` x the
+    optimum (GPUs when no price is known). Pure: the spec validator prints the same lines."""
+    warnings = []
+    name = configured.model
+    if not configured.fits:
+        warnings.append(f"{name}: configured {configured.describe()} does not fit: {configured.fit_advice}")
+    for miss in configured.slo_misses:
+        if miss != "does not fit":
+            warnings.append(f"{name}: configured {configured.describe()} misses an SLO: {miss}")
+    a, b = configured.cost_per_hour_usd, optimum.cost_per_hour_usd
+    if a is not None and b is not None and b > 0:
+        if a > cost_factor * b:
+            warnings.append(f"{name}: configured {configured.describe()} costs ${a:,.2f}/h, {a / b:.1f}x the optimum "
+                            f"{optimum.describe()} at ${b:,.2f}/h")
+    elif optimum.gpus > 0 and configured.gpus > cost_factor * optimum.gpus:
+        warnings.append(f"{name}: configured {configured.describe()} uses {configured.gpus / optimum.gpus:.1f}x the GPUs "
+                        f"of the optimum {optimum.describe()}")
+    return warnings

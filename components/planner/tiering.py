@@ -2,13 +2,15 @@
 
   QPS:           < 500 small, 500 - 10,000 medium, > 10,000 large
   nodes:         1 - 8 small, 9 - 50 medium, > 50 large
-  availability:  <= 99% small, <= 99.9% medium, > 99.9% large
-The recommendation is the largest tier any criterion asks for; the reason names them.
+  availability:  <= 99% small, <= 99.9% medium, > 99.9% large   (only when stated)
+The recommendation is the largest tier any criterion asks for; the reason names them. An
+availability nobody stated is no criterion (a default must not push every plan to medium).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 TIERS = ("small", "medium", "large")
 
@@ -47,16 +49,18 @@ def tier_for_availability(availability_pct: float) -> str:
     return "medium" if availability_pct <= AVAILABILITY_MEDIUM_MAX else "large"
 
 
-def recommend_tier(qps: float, nodes: int, availability_pct: float) -> TierChoice:
+def recommend_tier(qps: float, nodes: int, availability_pct: Optional[float] = None) -> TierChoice:
     votes = {
         "qps": (tier_for_qps(qps), f"{qps:g} QPS"),
         "nodes": (tier_for_nodes(nodes), f"{nodes} node(s)"),
-        "availability": (tier_for_availability(availability_pct), f"{availability_pct:g}% availability"),
     }
+    if availability_pct is not None:
+        votes["availability"] = (tier_for_availability(availability_pct), f"{availability_pct:g}% availability")
     tier = max((t for t, _ in votes.values()), key=TIERS.index)
     drivers = [f"{label} -> {t}" for t, label in votes.values()]
     deciding = [label for t, label in votes.values() if t == tier]
-    return TierChoice(tier, f"{tier} because of {' and '.join(deciding)} ({'; '.join(drivers)})")
+    unstated = "" if availability_pct is not None else "; availability not stated"
+    return TierChoice(tier, f"{tier} because of {' and '.join(deciding)} ({'; '.join(drivers)}{unstated})")
 
 
 def rule_of_thumb_gpus(qps: float) -> float:
