@@ -126,6 +126,10 @@ def test_gitops_mode_applies_the_application_not_the_workloads(medium):
     app = one(result, "kubernetes:argoproj.io/v1alpha1:Application")
     assert app.inputs["spec"]["source"]["repoURL"] == "https://git.example.com/platform/inference.git"
     assert app.inputs["spec"]["source"]["path"] == "clusters/prod/tierscale"
+    # ignoreDifferences alone only hides the replicas diff; without RespectIgnoreDifferences
+    # every sync would apply Git's replicas over KEDA's.
+    assert {"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]} in app.inputs["spec"]["ignoreDifferences"]
+    assert "RespectIgnoreDifferences=true" in app.inputs["spec"]["syncPolicy"]["syncOptions"]
     one(result, "kubernetes:core/v1:Secret")  # secrets stay with Pulumi, never in Git
     files = sorted(p.name for p in (result.out_dir / "gitops").glob("*.yaml"))
     kinds = Counter(name.split("-")[1] for name in files)

@@ -72,8 +72,11 @@ def test_scaled_objects_target_existing_deployments(medium, name):
         assert referenced_metrics(trigger["metadata"]["query"]) == {"vllm:num_requests_waiting"}
         model = result.stack.model(spec["scaleTargetRef"]["name"].removeprefix("vllm-"))
         behavior = spec["advanced"]["horizontalPodAutoscalerConfig"]["behavior"]
-        # Scale-down waits out at least one cold start; scale-up is immediate.
+        # Scale-down pacing is the HPA's stabilization window (cooldownPeriod only governs the
+        # last replica when scaling to zero): it waits out at least one cold start, one pod at a
+        # time; scale-up is immediate.
         assert behavior["scaleDown"]["stabilizationWindowSeconds"] >= model.startup_budget_s
+        assert behavior["scaleDown"]["policies"] == [{"type": "Pods", "value": 1, "periodSeconds": max(60, model.startup_budget_s)}]
         assert behavior["scaleUp"]["stabilizationWindowSeconds"] == 0
         assert spec["fallback"]["replicas"] >= 1
 

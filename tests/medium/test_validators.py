@@ -6,6 +6,7 @@ import shutil
 
 import yaml
 
+from components import pins
 from components.validate import registry
 
 
@@ -43,6 +44,28 @@ def test_kubernetes_validate_fails_an_unknown_field(medium, tmp_path):
     svc = next((out / "kubernetes").glob("*service-*llama-8b*.yaml"))
     _edit(svc, lambda d: d["spec"].update({"selectr": {}}))
     assert not registry.kubernetes_builtin(out).ok
+
+
+def test_kubernetes_validate_uses_the_target_version(medium, tmp_path):
+    """Manifests are checked against the stack's Kubernetes version: the 1.29 schema has the
+    preStop sleep field, but the feature is off by default there, so the check fails."""
+    out = medium["medium-prod"].out_dir
+    for version in pins.KUBERNETES_VERSIONS:
+        outcome = registry.kubernetes_builtin(out, kubernetes_version=version)
+        assert outcome.ok and f"({version})" in outcome.name, outcome.detail
+    old = registry.kubernetes_builtin(out, kubernetes_version="1.29")
+    assert not old.ok and "preStop.sleep" in old.detail
+    # The version reaches the validator from the stack.
+    (check,) = [c for c in registry.applicable(medium["medium-prod"].stack) if "kubernetes_builtin" in repr(c)]
+    assert check.keywords["kubernetes_version"] == getattr(medium["medium-prod"].stack, "kubernetes_version", "1.30")
+
+
+def test_helm_key_check_fails_a_key_the_chart_dropped(medium, tmp_path):
+    out = _copy(medium["medium-prod"], tmp_path)
+    f = out / "helm" / "gpu-operator.values.yaml"
+    f.write_text(f.read_text() + "operator:\n  defaultRuntime: containerd\n")
+    outcome = registry.helm_values_keys(out)
+    assert not outcome.ok and "operator.defaultRuntime" in outcome.detail
 
 
 def test_crd_schema_fails_a_bad_scaled_object_and_a_missing_schema(medium, tmp_path):
