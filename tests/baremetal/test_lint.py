@@ -28,23 +28,55 @@ def test_every_role_has_specs_defaults_tasks_and_meta():
 
 
 def test_role_defaults_follow_the_single_sources():
-    """Role defaults serve hand-written inventories; they must equal the project's pins."""
+    """Role defaults serve hand-written inventories; they must equal the project's pins
+    (components/pins.yaml), the metric list and the spec defaults."""
     import yaml
 
+    from components import pins
     from components.baremetal.inventory import VLLM_VERSION
     from components.observability.metrics import dcgm_counters_csv
-    from components.serving import probes, versions
+    from components.serving import probes
     from components.spec.model import BaremetalTarget
 
-    def defaults(role):
-        return yaml.safe_load((REPO / f"ansible/roles/{role}/defaults/main.yml").read_text())
+    def defaults(role, part="defaults"):
+        return yaml.safe_load((REPO / f"ansible/roles/{role}/{part}/main.yml").read_text())
 
-    target = BaremetalTarget.model_fields
-    assert defaults("vllm")["vllm_image"] == versions.VLLM_IMAGE
-    assert defaults("vllm")["vllm_version"] == VLLM_VERSION
+    assert defaults("vllm")["vllm_image"] == pins.image("vllm")
+    assert defaults("vllm")["vllm_version"] == VLLM_VERSION == pins.image("vllm").rsplit(":v", 1)[1]
     assert defaults("vllm")["vllm_shutdown_timeout_s"] == probes.VLLM_SHUTDOWN_TIMEOUT_S
-    assert defaults("monitoring_agents")["monitoring_agents_dcgm_exporter_image"] == versions.DCGM_EXPORTER_IMAGE
+    assert defaults("monitoring_agents")["monitoring_agents_dcgm_exporter_image"] == pins.image("dcgm-exporter")
     assert defaults("monitoring_agents")["monitoring_agents_dcgm_counters"] == dcgm_counters_csv()
-    assert defaults("nvidia_driver")["nvidia_driver_branch"] == target["driver_branch"].default
-    assert defaults("nccl")["nccl_version"] == target["nccl_version"].default
-    assert defaults("nccl")["nccl_cuda_version"] == target["cuda_version"].default
+    assert defaults("nvidia_driver")["nvidia_driver_branch"] == pins.DRIVER_BRANCH
+    assert defaults("nccl")["nccl_version"] == pins.NCCL_VERSION
+    assert defaults("nccl")["nccl_cuda_version"] == pins.CUDA_VERSION
+    # Fabric manager: NVIDIA's per-branch package name, pinned by branch or driver release.
+    fm_vars = defaults("nvidia_fabricmanager", "vars")
+    branch = "{{ nvidia_fabricmanager_branch }}"
+    assert fm_vars["nvidia_fabricmanager_package"] == pins.fabric_manager_package(branch)
+    assert "nvidia_driver_branch" in defaults("nvidia_fabricmanager")["nvidia_fabricmanager_branch"]
+    # The spec's defaults are the same pins.
+    target = BaremetalTarget.model_fields
+    assert target["driver_branch"].default == pins.DRIVER_BRANCH
+    assert target["nccl_version"].default == pins.NCCL_VERSION
+    assert target["cuda_version"].default == pins.CUDA_VERSION
+
+
+def test_upgrade_releases_and_restores_the_fabric_manager_hold():
+    """A held fabric manager pins the driver release: upgrade-driver.yml releases it before the
+    driver changes and the role holds the matching release again."""
+    import yaml
+
+    (play,) = yaml.safe_load((REPO / "ansible/upgrade-driver.yml").read_text())
+    unhold = [t for t in play["pre_tasks"] if t.get("ansible.builtin.include_role", {}).get("tasks_from") == "unhold"]
+    assert unhold and unhold[0]["ansible.builtin.include_role"]["name"] == "nvidia_fabricmanager"
+    roles = [r["role"] for r in play["roles"]]
+    assert roles.index("nvidia_driver") < roles.index("nvidia_fabricmanager")
+    fm = next(r for r in play["roles"] if r["role"] == "nvidia_fabricmanager")
+    assert fm["vars"]["nvidia_fabricmanager_unhold_for_upgrade"] is True
+    tasks = yaml.safe_load((REPO / "ansible/roles/nvidia_fabricmanager/tasks/main.yml").read_text())
+    names = [t["name"] for t in tasks]
+    assert names.index("NVIDIA fabric manager | Release the package hold for an upgrade") < \
+        names.index("NVIDIA fabric manager | Install the release matching the driver") < \
+        names.index("NVIDIA fabric manager | Hold the package")
+    (release,) = yaml.safe_load((REPO / "ansible/roles/nvidia_fabricmanager/tasks/unhold.yml").read_text())
+    assert release["ansible.builtin.dpkg_selections"]["selection"] == "install"
