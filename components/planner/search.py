@@ -176,6 +176,9 @@ def evaluate(load: Load, gpu_key: str, quantization: str, tp: int, pp: int, max_
         serving = max(1, load.replicas - c.spares)
         c.replicas = load.replicas
         c.utilization = load.qps / (serving * c.capacity_qps) if load.qps > 0 else 0.0
+        if load.replicas < 1 + c.spares:
+            c.misses.append(f"availability {load.availability_pct:g}% needs {c.spares} spare replica(s) "
+                            f"beyond the load; {load.replicas} replica(s) leave none")
         if c.utilization > cap:
             c.misses.append(f"{load.replicas} replicas run at {c.utilization:.0%} of capacity "
                             f"(headroom target {cap:.0%}) for {load.qps:g} QPS")
