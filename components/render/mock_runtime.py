@@ -3,11 +3,23 @@
 We subclass Pulumi's MockMonitor rather than only implementing `Mocks.new_resource` because
 the monitor sees the whole request: parent, dependencies, provider, and which inputs are
 secret (they arrive wrapped), which `resources.json` and the graph tests need.
+
+Event loops: Pulumi calls the monitor from the default executor's worker threads, and its
+MockMonitor gives each such thread an event loop (`_ensure_event_loop`) that nothing ever
+closes. An event loop is a reference cycle (its selector holds its own bound methods), so the
+abandoned loops were finalized by the garbage collector in arbitrary order at interpreter
+exit: when a loop's self-pipe socket went first, `BaseEventLoop.__del__` -> `close()` ->
+`remove_reader(-1)` printed `Exception ignored ... ValueError: Invalid file descriptor: -1`.
+Here every loop is closed by whoever opened it: each monitor call on a worker thread runs on
+a loop of its own that is closed when the call returns, and `run_with_mocks` runs the program
+on a private loop that it shuts down (tasks, async generators, executor) and closes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -76,6 +88,24 @@ class _EchoMocks(pulumi.runtime.Mocks):
         return {}
 
 
+def _closing_thread_loop(method: Callable) -> Callable:
+    """Run a monitor call on a worker thread with an event loop of its own, closed afterwards."""
+
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        if threading.current_thread() is threading.main_thread():
+            return method(self, *args, **kwargs)  # the program's loop, closed by run_with_mocks
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
+
+    return wrapper
+
+
 class RecordingMonitor(mocks.MockMonitor):
     def __init__(self):
         super().__init__(_EchoMocks())
@@ -99,21 +129,24 @@ class RecordingMonitor(mocks.MockMonitor):
         return super().RegisterResourceOutputs(request)
 
 
+# Every RPC the Pulumi runtime can make on the monitor (the methods named like gRPC calls).
+for _name in [n for n in dir(mocks.MockMonitor) if n[:1].isupper() and callable(getattr(mocks.MockMonitor, n))]:
+    setattr(RecordingMonitor, _name, _closing_thread_loop(getattr(RecordingMonitor, _name)))
+del _name
+
+
 def run_with_mocks(project: str, stack: str, config: dict[str, str], secret_keys: set[str],
                    program: Callable[[], Any]) -> tuple[Any, RecordingMonitor]:
-    """Run `program` as a Pulumi program; return its result and the recording monitor."""
-    # Pulumi's runtime uses the thread's current event loop; asyncio.run() elsewhere in the
-    # same process (tests, callers) leaves none set.
+    """Run `program` as a Pulumi program; return its result and the recording monitor.
+
+    The program runs on a private event loop, closed before returning (see the module
+    docstring). Called from inside a running loop, it runs on that loop instead."""
     try:
-        asyncio.get_event_loop_policy().get_event_loop()
+        running = asyncio.get_running_loop()
     except RuntimeError:
-        asyncio.set_event_loop(asyncio.new_event_loop())
+        running = None
     settings.set_root_resource(None)
     monitor = RecordingMonitor()
-    mocks.set_mocks(_EchoMocks(), project=project, stack=stack, preview=False, monitor=monitor)
-    pulumi.runtime.set_all_config(config, sorted(secret_keys))
-    settings.SETTINGS.rpc_manager.clear()
-    settings.SETTINGS.outputs.clear()
     box: dict[str, Any] = {}
 
     def body():
@@ -124,5 +157,36 @@ def run_with_mocks(project: str, stack: str, config: dict[str, str], secret_keys
         root._outputs_registered = False
         root._finish()
 
-    _sync_await(run_pulumi_func(body))
+    def run() -> None:
+        mocks.set_mocks(_EchoMocks(), project=project, stack=stack, preview=False, monitor=monitor)
+        pulumi.runtime.set_all_config(config, sorted(secret_keys))
+        settings.SETTINGS.rpc_manager.clear()
+        settings.SETTINGS.outputs.clear()
+        _sync_await(run_pulumi_func(body))
+
+    if running is not None:
+        run()
+        return box.get("result"), monitor
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    try:
+        run()
+    finally:
+        try:
+            _shutdown(loop)
+        finally:
+            asyncio.set_event_loop(None)
+            loop.close()
     return box.get("result"), monitor
+
+
+def _shutdown(loop: asyncio.AbstractEventLoop) -> None:
+    """What asyncio.run does before closing its loop: cancel what is left, then wait for it,
+    the async generators and the default executor's threads."""
+    pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+    for task in pending:
+        task.cancel()
+    if pending:
+        loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.run_until_complete(loop.shutdown_default_executor())

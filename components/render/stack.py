@@ -5,12 +5,20 @@ Layout of `build/<stack>/`:
                    secrets masked) and the stack outputs
   plan.json        the values the planner chose for each model
   compose/ ansible/ kubernetes/   the files each tier deploys
+  .tierscale-render   the marker: tool, version, stack and the list of files this render wrote
+
+The output directory is never deleted wholesale. A re-render removes only the files the
+previous render listed in its marker, then writes the new ones. A directory is refused (a
+SpecError on `--out`, exit 2) when it holds anything tierscale did not write: a non-empty
+directory without the marker, or a file the marker does not list. The one exception: files
+at paths this render writes itself (what `tierscale inventory` or `pulumi up` write under
+`build/<stack>/ansible/`) are replaced, marker or not.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,10 +28,11 @@ import yaml
 
 from components import paths, program
 from components.render.mock_runtime import SECRET_MASK, Registered, run_with_mocks
-from components.spec import ResolvedStack
+from components.spec import Problem, ResolvedStack, SpecError
 from components.spec.stack_file import read_stack
 
 PROJECT = "tierscale"
+MARKER = ".tierscale-render"
 
 
 @dataclass
@@ -88,27 +97,127 @@ def render_stack(name: str, out_dir: Optional[Path] = None, *, stacks_dir: Path 
     result, monitor = run_with_mocks(PROJECT, name, config, secret_keys,
                                      lambda: program.run(name, require_secrets=False))
     out = Path(out_dir) if out_dir else paths.REPO_ROOT / "build" / name
-    if out.exists():
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
-    written: list[Path] = []
+    files: dict[str, str] = {}
+    files["resources.json"] = json.dumps({
+        "stack": name,
+        "resources": [r.to_json() for r in monitor.registered],
+        "outputs": monitor.stack_outputs,
+    }, indent=2, sort_keys=False) + "\n"
+    files["plan.json"] = json.dumps({
+        m.name: {"derived": m.derived, "plan": m.plan.to_json()} for m in result.stack.models
+    }, indent=2) + "\n"
+    for rel, content in sorted(getattr(result.component, "artifacts", {}).items()):
+        files[rel] = content
+    for i, doc in enumerate(sorted(kubernetes_manifests(monitor.registered), key=_apply_order)):
+        files[f"kubernetes/{_manifest_filename(i, doc)}"] = yaml.safe_dump(doc, sort_keys=False)
+    written = write_render(out, name, files)
+    return RenderResult(name, out, result.stack, monitor.registered, monitor.stack_outputs, written)
 
-    def write(rel: str, content: str) -> None:
+
+def _tool_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("tierscale")
+    except Exception:  # running from a checkout that was never installed
+        return "unknown"
+
+
+def _refuse(out: Path, why: str) -> SpecError:
+    return SpecError([Problem("--out", f"{out}: {why}")], "render output directory")
+
+
+def _existing_entries(out: Path) -> tuple[set[str], set[str]]:
+    """(files and symlinks, directories) under `out`, relative, never following symlinks."""
+    files: set[str] = set()
+    dirs: set[str] = set()
+    for top, dirnames, filenames in os.walk(out, followlinks=False):
+        rel_top = Path(top).relative_to(out)
+        for d in list(dirnames):
+            if (Path(top) / d).is_symlink():  # a symlinked directory is an entry, not a place we write into
+                files.add((rel_top / d).as_posix())
+                dirnames.remove(d)
+            else:
+                dirs.add((rel_top / d).as_posix())
+        files.update((rel_top / f).as_posix() for f in filenames)
+    return files, dirs
+
+
+def _read_marker(out: Path) -> Optional[dict]:
+    marker = out / MARKER
+    if not marker.exists() and not marker.is_symlink():
+        return None
+    try:
+        if marker.is_symlink() or not marker.is_file():
+            raise ValueError("not a regular file")
+        data = json.loads(marker.read_text())
+        if not (isinstance(data, dict) and data.get("tool") == "tierscale" and isinstance(data.get("files"), list)
+                and all(isinstance(f, str) for f in data["files"])):
+            raise ValueError("not a tierscale render marker")
+    except (OSError, ValueError) as error:
+        raise _refuse(out, f"{MARKER} is unreadable ({error}); remove the directory yourself or pick another --out")
+    return data
+
+
+def _safe_rel(rel: str) -> bool:
+    p = Path(rel)
+    return bool(rel) and not p.is_absolute() and ".." not in p.parts and rel != MARKER
+
+
+def _write_marker(out: Path, stack: str, files: list[str]) -> None:
+    tmp = out / (MARKER + ".tmp")
+    tmp.write_text(json.dumps({"tool": "tierscale", "version": _tool_version(), "stack": stack,
+                               "files": sorted(files)}, indent=2) + "\n")
+    os.replace(tmp, out / MARKER)
+
+
+def write_render(out: Path, stack: str, files: dict[str, str]) -> list[Path]:
+    """Write `files` (relative path -> content) into `out`, replacing only what tierscale wrote.
+
+    Refuses with a SpecError on `--out`, before anything is written or removed, when `out`
+    holds anything else. See the module docstring for the rules."""
+    out = Path(out)
+    if out.is_symlink() or (out.exists() and not out.is_dir()):
+        raise _refuse(out, "exists and is not a directory")
+    previous: set[str] = set()
+    if out.exists():
+        marker = _read_marker(out)
+        if marker is not None:
+            previous = {f for f in marker["files"] if _safe_rel(f)}
+        present, _dirs = _existing_entries(out)
+        present -= {MARKER, MARKER + ".tmp"} if marker is not None else set()
+        foreign = sorted(present - previous - set(files))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            if marker is None:
+                why = (f"is not empty and has no {MARKER} marker (not a tierscale render, or one made before "
+                       f"renders carried the marker): it holds {shown}. Nothing was changed; choose an empty or "
+                       f"new --out directory, or move what you need out of it and delete it")
+            else:
+                why = (f"holds files the last render did not write: {shown}. tierscale never deletes them; "
+                       f"nothing was changed. Move them out of the render directory and run again")
+            raise _refuse(out, why)
+        # The one path we must not replace blindly: a symlink or directory where a file goes.
+        for rel in files:
+            target = out / rel
+            if target.is_symlink() or target.is_dir():
+                raise _refuse(out, f"{rel} is a symlink or directory where tierscale writes a file; nothing was changed")
+    out.mkdir(parents=True, exist_ok=True)
+    # Crash-safe: until the new marker is final, it lists both renders' files.
+    _write_marker(out, stack, sorted(previous | set(files)))
+    for rel in sorted(previous - set(files)):
+        stale = out / rel
+        if stale.is_symlink() or stale.is_file():
+            stale.unlink()
+        # Remove the directories that only held our files, never `out` itself.
+        parent = stale.parent
+        while parent != out and parent.is_dir() and not any(parent.iterdir()):
+            parent.rmdir()
+            parent = parent.parent
+    written: list[Path] = []
+    for rel, content in files.items():
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
         written.append(path)
-
-    write("resources.json", json.dumps({
-        "stack": name,
-        "resources": [r.to_json() for r in monitor.registered],
-        "outputs": monitor.stack_outputs,
-    }, indent=2, sort_keys=False) + "\n")
-    write("plan.json", json.dumps({
-        m.name: {"derived": m.derived, "plan": m.plan.to_json()} for m in result.stack.models
-    }, indent=2) + "\n")
-    for rel, content in sorted(getattr(result.component, "artifacts", {}).items()):
-        write(rel, content)
-    for i, doc in enumerate(sorted(kubernetes_manifests(monitor.registered), key=_apply_order)):
-        write(f"kubernetes/{_manifest_filename(i, doc)}", yaml.safe_dump(doc, sort_keys=False))
-    return RenderResult(name, out, result.stack, monitor.registered, monitor.stack_outputs, written)
+    _write_marker(out, stack, list(files))
+    return written
