@@ -31,6 +31,14 @@ def _fail_spec(error: SpecError) -> None:
     raise typer.Exit(2)
 
 
+def _print_findings(resolved) -> None:
+    """Capacity/SLO warnings (fatal under validate --strict), then informational notes."""
+    for warning in resolved.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    for note in resolved.notes:
+        sys.stderr.write(f"note: {note}\n")
+
+
 @app.command()
 def render(
     stack: str = typer.Option(..., "--stack", "-s", help="Stack name: stacks/Pulumi.<name>.yaml"),
@@ -44,8 +52,7 @@ def render(
         result = render_stack(stack, out_dir, stacks_dir=stacks_dir)
     except SpecError as error:
         _fail_spec(error)
-    for warning in result.stack.warnings:
-        sys.stderr.write(f"warning: {warning}\n")
+    _print_findings(result.stack)
     table = Table(title=f"{stack}: {len(result.resources)} resources")
     table.add_column("type")
     table.add_column("count", justify="right")
@@ -67,6 +74,7 @@ def validate(
     stack: str = typer.Option(..., "--stack", "-s", help="Stack name"),
     out_dir: Optional[Path] = typer.Option(None, "--out", help="Render directory (default build/<stack>)"),
     stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    strict: bool = typer.Option(False, "--strict", help="Also fail (exit 1) on capacity/SLO warnings"),
 ) -> None:
     """Render the stack, then run every validator that applies; fail if any fails."""
     from components.render import render_stack
@@ -76,6 +84,7 @@ def validate(
         result = render_stack(stack, out_dir, stacks_dir=stacks_dir)
     except SpecError as error:
         _fail_spec(error)
+    _print_findings(result.stack)
     outcomes = validate_rendered(result.stack, result.out_dir)
     table = Table(title=f"{stack}: validators")
     for col in ("validator", "result", "detail"):
@@ -84,6 +93,9 @@ def validate(
         table.add_row(o.name, "[green]pass[/]" if o.ok else "[red]FAIL[/]", o.detail[:300])
     out.print(table)
     if not all(o.ok for o in outcomes):
+        raise typer.Exit(1)
+    if strict and result.stack.warnings:
+        sys.stderr.write(f"--strict: {len(result.stack.warnings)} warning(s) above; fix them or drop --strict\n")
         raise typer.Exit(1)
 
 

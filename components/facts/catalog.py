@@ -37,6 +37,10 @@ class Checkpoint(_Facts):
     max_context: Optional[PositiveInt] = Field(
         default=None, description="This checkpoint's max_position_embeddings."
     )
+    quant_method: Optional[str] = Field(
+        default=None, description="config.json quantization_config.quant_method, where it is not the dtype's name "
+        "(e.g. fbgemm_fp8 for an fp8 checkpoint).",
+    )
     source: str = Field(default="", description="The file these figures come from.")
 
 
@@ -102,6 +106,14 @@ class ModelFacts(_Facts):
         """The weight format vLLM finds in `repo` (case-insensitive repo id)."""
         found = self._checkpoint(repo)
         return found.dtype if found and found.dtype else self.native_dtype
+
+    def checkpoint_quant_method(self, repo: str) -> Optional[str]:
+        """vLLM's name for the checkpoint's quantization method; None for 16-bit weights."""
+        found = self._checkpoint(repo)
+        if found and found.quant_method:
+            return found.quant_method
+        dtype = self.checkpoint_dtype(repo)
+        return None if dtype in ("bf16", "fp16") else dtype
 
     def checkpoint_context(self, repo: str) -> int:
         found = self._checkpoint(repo)

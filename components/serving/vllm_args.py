@@ -16,10 +16,17 @@ API_KEY_ENV = "VLLM_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
 VLLM_PORT = 8000
 
-# vLLM's --quantization value per spec quantization. bf16/fp16 are dtypes, not quantization
-# methods; fp8 and mxfp4 checkpoints are detected from their config, but naming fp8 also
-# lets vLLM quantize a 16-bit checkpoint on the fly.
-_QUANTIZATION_FLAG = {"fp8": "fp8", "awq": "awq_marlin", "gptq": "gptq_marlin"}
+# How vLLM 0.18.0 is told what to load (facts from its source, vllm-project/vllm@v0.18.0):
+# - A pre-quantized checkpoint carries its method in config.json; vLLM detects it and picks the
+#   fastest kernel (awq -> awq_marlin, gptq -> gptq_marlin from compute capability 7.5). Naming
+#   any other --quantization raises "Quantization method specified in the model config ... does
+#   not match" (vllm/config/model.py:946-955), so no flag is passed for them.
+# - Deprecated methods (fbgemm_fp8, ptpc_fp8, experts_int8, fp_quant, petit_nvfp4, tpu_int8)
+#   refuse to load without --allow-deprecated-quantization (model.py:964-977,
+#   vllm/model_executor/layers/quantization/__init__.py:38-45).
+# - From a 16-bit checkpoint, --quantization fp8 quantizes online (fp8.py:186-190); bf16/fp16 are
+#   dtypes (--dtype), not quantization methods.
+DEPRECATED_QUANTIZATION_METHODS = ("fbgemm_fp8", "ptpc_fp8", "experts_int8", "fp_quant", "petit_nvfp4", "tpu_int8")
 _DTYPE_FLAG = {"fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -42,9 +49,10 @@ def vllm_serve_args(model: ResolvedModel, port: int = VLLM_PORT) -> list[str]:
         args += ["--revision", spec.revision]
     if model.quantization in _DTYPE_FLAG:
         args += ["--dtype", _DTYPE_FLAG[model.quantization]]
-    if model.quantization in _QUANTIZATION_FLAG:
-        args += ["--quantization", _QUANTIZATION_FLAG[model.quantization]]
-    # int8 (W8A8 compressed-tensors) and mxfp4 checkpoints are detected from their config.
+    elif model.quantization != model.checkpoint_dtype:
+        args += ["--quantization", model.quantization]  # online conversion of 16-bit weights (fp8)
+    if model.checkpoint_quant_method in DEPRECATED_QUANTIZATION_METHODS:
+        args.append("--allow-deprecated-quantization")
     if spec.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", spec.kv_cache_dtype]
     args.append("--enable-prefix-caching" if spec.enable_prefix_caching else "--no-enable-prefix-caching")

@@ -7,16 +7,52 @@ Keys are camelCase in stack files, like all Pulumi config.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, field_validator
 from pydantic.alias_generators import to_camel
 
+from components import pins
 from components.facts import Dtype, ModelFacts, gpu_types
+from components.tiers import TIERS
 
 DNS_LABEL = r"^[a-z]([-a-z0-9]{0,40}[a-z0-9])?$"
+# RFC 1123 subdomain, lowercase (Kubernetes object names, StorageClass/IngressClass names).
+DNS_SUBDOMAIN = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$"
+# A DNS name for a certificate / Ingress host: lowercase labels, optionally one leading "*.".
+HOSTNAME = r"^(\*\.)?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?\.)*[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$"
+HTTP_URL = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?$"
+# What Argo CD clones: https/ssh/git URLs or scp-style git@host:path.
+GIT_URL = r"^((https?|ssh|git)://[^\s]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+)$"
+UNIX_USER = r"^[a-z_][a-z0-9_-]{0,31}$"
+# Kubernetes minor versions every pinned piece supports (components/pins.yaml says why).
+KUBERNETES_VERSIONS = pins.KUBERNETES_VERSIONS
+DEFAULT_KUBERNETES_VERSION = pins.DEFAULT_KUBERNETES_VERSION
 
-Tier = Literal["small", "medium", "baremetal"]
+# Directories a Compose project must never be written into (its files would be replaced).
+SYSTEM_DIRS = ("/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/opt", "/proc",
+               "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/var/lib", "/var/run")
+SYSTEM_TREES = ("/bin", "/boot", "/dev", "/etc", "/lib", "/lib32", "/lib64", "/proc", "/root", "/run", "/sbin",
+                "/sys", "/usr")
+
+
+def _host_or_ip(value: str) -> str:
+    try:
+        ipaddress.ip_address(value)
+        return value
+    except ValueError:
+        pass
+    if not re.fullmatch(r"[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([-A-Za-z0-9]{0,61}[A-Za-z0-9])?)*", value):
+        raise ValueError(f"{value!r} is neither a DNS name nor an IP address")
+    return value
+
+
+HostOrIp = Annotated[str, AfterValidator(_host_or_ip)]
+
+# One tier list: the tier registry (components/tiers.py).
+Tier = Literal[tuple(TIERS)]  # type: ignore[valid-type]
 Quantization = Dtype
 # One GPU list: the keys of components/facts/gpus.yaml.
 GpuType = Literal[gpu_types()]  # type: ignore[valid-type]
@@ -25,8 +61,11 @@ GpuType = Literal[gpu_types()]  # type: ignore[valid-type]
 class SpecModel(BaseModel):
     """Base of every spec section: camelCase keys, unknown keys rejected, immutable."""
 
+    # strict: no coercion, so `replicas: true` or `driverBranch: 570` are errors, as they are
+    # for a reader of the file; keys only in camelCase (snake_case is an unknown key).
     model_config = ConfigDict(
-        extra="forbid", alias_generator=to_camel, populate_by_name=True, frozen=True
+        extra="forbid", alias_generator=to_camel, validate_by_name=False, validate_by_alias=True,
+        frozen=True, strict=True, allow_inf_nan=False,
     )
 
 
@@ -34,7 +73,7 @@ class SpecModel(BaseModel):
 
 
 class SshSettings(SpecModel):
-    user: str = Field(default="ubuntu", description="SSH user with permission to run docker.")
+    user: str = Field(default="ubuntu", pattern=UNIX_USER, description="SSH user with permission to run docker.")
     port: int = Field(default=22, ge=1, le=65535, description="SSH port.")
     host_key: Optional[str] = Field(
         default=None, description="Expected host public key (recommended; pins the host)."
@@ -45,19 +84,30 @@ class DockerHostTarget(SpecModel):
     """Small tier: one Docker host, the local machine or one reached over SSH."""
 
     kind: Literal["docker-host"]
-    host: str = Field(
+    host: HostOrIp = Field(
         default="localhost",
         description="'localhost' runs docker locally; any other value is reached over SSH "
         "with the `sshPrivateKey` secret.",
     )
     ssh: SshSettings = Field(default_factory=SshSettings, description="SSH settings for a remote host.")
     deploy_dir: str = Field(
-        default="/opt/tierscale", pattern=r"^/[^\s]*$", description="Absolute directory for the Compose project."
+        default="/opt/tierscale", pattern=r"^/[-A-Za-z0-9._/]*$",
+        description="Absolute directory for the Compose project (not a system directory such as /etc or /root).",
     )
-    gpu_device_ids: Optional[list[str]] = Field(
-        default=None,
-        description="GPU ids to use (nvidia-smi index or UUID); default: 0..gpu.perNode-1.",
+    gpu_device_ids: Optional[list[Annotated[str, Field(pattern=r"^([0-9]{1,2}|GPU-[0-9a-fA-F-]{36}|MIG-[0-9a-fA-F-]{36})$")]]] = Field(
+        default=None, min_length=1,
+        description="GPU ids to use (nvidia-smi index or UUID), at most gpu.perNode; default: 0..gpu.perNode-1.",
     )
+
+    @field_validator("deploy_dir")
+    @classmethod
+    def _not_a_system_dir(cls, value: str) -> str:
+        path = "/" + "/".join(p for p in value.split("/") if p)
+        if ".." in path.split("/"):
+            raise ValueError(f"{value!r} must not contain '..'")
+        if path in SYSTEM_DIRS or any(path.startswith(tree + "/") for tree in SYSTEM_TREES):
+            raise ValueError(f"{value!r} is a system directory; use a directory of its own such as /opt/tierscale/<stack> or /srv/tierscale")
+        return value
 
 
 class KubernetesTarget(SpecModel):
@@ -72,13 +122,17 @@ class KubernetesTarget(SpecModel):
     context: Optional[str] = Field(default=None, description="kubeconfig context to use.")
     namespace: str = Field(default="tierscale", pattern=DNS_LABEL, description="Namespace for serving workloads.")
     gpu_nodes: PositiveInt = Field(description="GPU nodes available for serving (used to check fit).")
+    kubernetes_version: Literal[KUBERNETES_VERSIONS] = Field(  # type: ignore[valid-type]
+        default=DEFAULT_KUBERNETES_VERSION,
+        description="The cluster's Kubernetes minor version (quoted, e.g. \"1.30\"); manifests are validated for it.",
+    )
 
 
 class EksNodeGroup(SpecModel):
-    instance_type: str = Field(description="EC2 instance type, e.g. p5.48xlarge.")
-    min_size: int = Field(default=1, ge=0)
-    max_size: PositiveInt = Field(default=4)
-    desired_size: int = Field(default=2, ge=0)
+    instance_type: str = Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$", description="EC2 instance type, e.g. p5.48xlarge.")
+    min_size: int = Field(default=1, ge=0, description="Fewest nodes (minSize <= desiredSize <= maxSize).")
+    max_size: PositiveInt = Field(default=4, le=450, description="Most nodes.")
+    desired_size: int = Field(default=2, ge=0, description="Nodes at creation.")
 
 
 class EksTarget(SpecModel):
@@ -86,26 +140,44 @@ class EksTarget(SpecModel):
 
     kind: Literal["eks"]
     region: str = Field(pattern=r"^[a-z]{2}(-gov)?-[a-z]+-\d$", description="AWS region.")
-    kubernetes_version: Literal["1.29", "1.30", "1.31", "1.32"] = Field(
-        default="1.30", description="EKS control-plane version (pinned)."
+    kubernetes_version: Literal[KUBERNETES_VERSIONS] = Field(  # type: ignore[valid-type]
+        default=DEFAULT_KUBERNETES_VERSION, description="EKS control-plane version (quoted, e.g. \"1.30\")."
     )
-    vpc_cidr: str = Field(default="10.42.0.0/16", description="VPC CIDR.")
+    vpc_cidr: str = Field(default="10.42.0.0/16", description="VPC CIDR: a private IPv4 network from /16 to /22.")
     availability_zones: PositiveInt = Field(default=3, ge=2, le=6, description="AZs the VPC spans (>= 2).")
     namespace: str = Field(default="tierscale", pattern=DNS_LABEL)
     gpu_node_group: EksNodeGroup = Field(description="GPU managed node group.")
     system_node_group: EksNodeGroup = Field(
-        default_factory=lambda: EksNodeGroup(instance_type="m6i.xlarge", min_size=2, max_size=4, desired_size=2),
+        default_factory=lambda: EksNodeGroup.model_validate(
+            {"instanceType": "m6i.xlarge", "minSize": 2, "maxSize": 4, "desiredSize": 2}),
         description="Node group for add-ons and gateways.",
     )
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        try:
+            network = ipaddress.IPv4Network(value, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{value!r} is not an IPv4 network such as 10.42.0.0/16 ({exc})") from None
+        # Subnets are carved as /prefix+3 (private) and /prefix+6 (public); AWS's smallest is /28.
+        if not 16 <= network.prefixlen <= 22:
+            raise ValueError(f"{value!r}: prefix /{network.prefixlen} is outside /16../22 (AWS VPCs start at /16; "
+                             "public subnets are /prefix+6 and must be /28 or larger)")
+        if not network.is_private:
+            raise ValueError(f"{value!r} is not a private (RFC 1918) network")
+        return value
 
 
 class BaremetalHost(SpecModel):
     name: str = Field(pattern=r"^[a-zA-Z0-9][-a-zA-Z0-9.]*$", description="Inventory hostname.")
-    address: str = Field(description="Address Ansible connects to.")
+    address: HostOrIp = Field(description="Address Ansible connects to.")
     gpus: int = Field(ge=0, description="NVIDIA GPUs the host must have (0 for CPU-only helpers).")
     roles: list[Literal["inference", "k8s_worker"]] = Field(
         default_factory=lambda: ["inference"], description="Inventory groups the host joins."
     )
+    gpu_type: Optional[GpuType] = Field(  # type: ignore[valid-type]
+        default=None, description="This host's GPU type when it differs from gpu.type (mixed fleets).")
     nvswitch: bool = Field(default=False, description="HGX/DGX board with NVSwitch (needs fabric manager).")
     models: list[str] = Field(default_factory=list, description="Names of `models` this host serves.")
 
@@ -114,11 +186,11 @@ class BaremetalTarget(SpecModel):
     """Bare-metal nodes bootstrapped with the Ansible roles."""
 
     kind: Literal["baremetal"]
-    ssh_user: str = Field(default="ubuntu", description="Ansible remote user.")
+    ssh_user: str = Field(default="ubuntu", pattern=UNIX_USER, description="Ansible remote user.")
     hosts: list[BaremetalHost] = Field(min_length=1, description="Nodes to bootstrap.")
-    driver_branch: str = Field(default="570", pattern=r"^\d{3}$", description="NVIDIA driver branch.")
-    cuda_version: str = Field(default="12.8", pattern=r"^\d+\.\d+$", description="CUDA toolkit version.")
-    nccl_version: str = Field(default="2.26.2", pattern=r"^\d+\.\d+\.\d+$", description="libnccl version.")
+    driver_branch: str = Field(default=pins.DRIVER_BRANCH, pattern=r"^\d{3}$", description="NVIDIA driver branch (quoted).")
+    cuda_version: str = Field(default=pins.CUDA_VERSION, pattern=r"^\d+\.\d+$", description="CUDA toolkit version (quoted).")
+    nccl_version: str = Field(default=pins.NCCL_VERSION, pattern=r"^\d+\.\d+\.\d+$", description="libnccl version.")
     open_kernel_modules: bool = Field(default=True, description="Use NVIDIA's open kernel modules.")
     allow_reboot: bool = Field(default=False, description="Reboot nodes when the driver changed.")
 
@@ -128,11 +200,7 @@ Target = Annotated[
 ]
 
 # Which target kinds each tier accepts.
-TIER_TARGETS: dict[str, tuple[str, ...]] = {
-    "small": ("docker-host",),
-    "medium": ("kubernetes", "eks"),
-    "baremetal": ("baremetal",),
-}
+TIER_TARGETS: dict[str, tuple[str, ...]] = {name: entry.targets for name, entry in TIERS.items()}
 
 
 # --- models ------------------------------------------------------------------------------
@@ -143,7 +211,7 @@ class SpeculativeDecoding(SpecModel):
         description="vLLM speculative method."
     )
     num_speculative_tokens: int = Field(default=4, ge=1, le=16)
-    draft_model: Optional[str] = Field(default=None, description="HF repo of the draft/EAGLE head model.")
+    draft_model: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9][\w.-]*/[\w.-]+$", description="HF repo of the draft/EAGLE head model.")
 
 
 class Autoscaling(SpecModel):
@@ -154,7 +222,9 @@ class Autoscaling(SpecModel):
     )
     polling_interval_s: PositiveInt = Field(default=15, le=300, description="How often KEDA queries Prometheus.")
     cooldown_period_s: Optional[PositiveInt] = Field(
-        default=None, description="KEDA cooldown before scaling to minReplicas; default: 2 x the model's startup budget."
+        default=None, description="KEDA cooldownPeriod: how long after the last trigger activity KEDA scales to zero; "
+        "it applies only when minReplicas is 0. Scale-down pacing above zero is the HPA stabilization window "
+        "(2 x the model's startup budget). Default: 2 x the model's startup budget."
     )
     fallback_replicas: Optional[int] = Field(
         default=None, ge=1, description="Replicas KEDA holds if Prometheus cannot be queried; default: minReplicas."
@@ -170,9 +240,9 @@ class ModelSpec(SpecModel):
     name: Optional[str] = Field(
         default=None, pattern=DNS_LABEL, description="Service name; default: the catalog id with dots removed."
     )
-    revision: Optional[str] = Field(default=None, description="HF revision (commit or tag) to pin.")
+    revision: Optional[str] = Field(default=None, pattern=r"^[A-Za-z0-9][\w./-]*$", description="HF revision (commit or tag) to pin.")
     served_model_name: Optional[str] = Field(
-        default=None, description="Name clients send as `model`; default: the HF repo id."
+        default=None, pattern=r"^[A-Za-z0-9][\w.:/-]*$", description="Name clients send as `model`; default: the HF repo id."
     )
     custom: Optional[ModelFacts] = Field(default=None, description="Architecture facts for a model not in the catalog.")
     quantization: Optional[Quantization] = Field(
@@ -241,8 +311,8 @@ class SloSpec(SpecModel):
 
 class TlsSpec(SpecModel):
     enabled: bool = Field(default=False, description="Terminate TLS at the gateway / ingress.")
-    hostname: Optional[str] = Field(default=None, description="DNS name on the certificate.")
-    cluster_issuer: Optional[str] = Field(default=None, description="cert-manager ClusterIssuer (medium tier).")
+    hostname: Optional[str] = Field(default=None, pattern=HOSTNAME, description="DNS name on the certificate (lowercase).")
+    cluster_issuer: Optional[str] = Field(default=None, pattern=DNS_SUBDOMAIN, description="cert-manager ClusterIssuer (medium tier).")
 
 
 class SecuritySpec(SpecModel):
@@ -268,8 +338,8 @@ class RoutingSpec(SpecModel):
     kind: Literal["ingress", "httproute"] = Field(
         default="ingress", description="Kubernetes Ingress, or a Gateway API HTTPRoute on an existing Gateway."
     )
-    ingress_class: str = Field(default="nginx", description="IngressClass (kind: ingress).")
-    gateway_name: str = Field(default="inference-gateway", description="Gateway the HTTPRoute attaches to.")
+    ingress_class: str = Field(default="nginx", pattern=DNS_SUBDOMAIN, description="IngressClass (kind: ingress).")
+    gateway_name: str = Field(default="inference-gateway", pattern=DNS_SUBDOMAIN, description="Gateway the HTTPRoute attaches to.")
     gateway_namespace: str = Field(default="gateway-system", pattern=DNS_LABEL, description="Its namespace.")
     controller_namespace: str = Field(
         default="ingress-nginx", pattern=DNS_LABEL,
@@ -283,14 +353,22 @@ class ModelCacheSpec(SpecModel):
         description="One ReadWriteMany volume for all replicas (true) or a volume per pod (false); "
         "default: per pod on EKS (EBS is ReadWriteOnce), shared elsewhere.",
     )
-    storage_class: Optional[str] = Field(default=None, description="StorageClass; default: gp3 on EKS, cluster default elsewhere.")
+    storage_class: Optional[str] = Field(default=None, pattern=DNS_SUBDOMAIN, description="StorageClass; default: gp3 on EKS, cluster default elsewhere.")
 
 
 class GitOpsSpec(SpecModel):
-    repo_url: str = Field(description="Git repository Argo CD syncs from.")
-    path: str = Field(default="deploy/tierscale", description="Directory in the repo holding the rendered manifests.")
-    target_revision: str = Field(default="main", description="Branch, tag or commit.")
+    repo_url: str = Field(pattern=GIT_URL, description="Git repository Argo CD syncs from (https://, ssh:// or git@host:path).")
+    path: str = Field(default="deploy/tierscale", pattern=r"^[\w-][\w./-]*$",
+                      description="Directory in the repo holding the rendered manifests (relative, no '..').")
+    target_revision: str = Field(default="main", pattern=r"^[\w./-]+$", description="Branch, tag or commit.")
     argocd_namespace: str = Field(default="argocd", pattern=DNS_LABEL)
+
+    @field_validator("path")
+    @classmethod
+    def _relative(cls, value: str) -> str:
+        if ".." in value.split("/"):
+            raise ValueError(f"{value!r} must not contain '..'")
+        return value
 
 
 class PlatformSpec(SpecModel):
@@ -302,7 +380,7 @@ class PlatformSpec(SpecModel):
         default_factory=AddonToggle, description="kube-prometheus-stack with Grafana (needed for monitoring CRDs)."
     )
     prometheus_url: Optional[str] = Field(
-        default=None,
+        default=None, pattern=HTTP_URL,
         description="Prometheus KEDA queries; default: the kube-prometheus-stack this stack installs. "
         "Set it when kubePrometheusStack.enabled is false.",
     )

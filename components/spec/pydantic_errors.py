@@ -13,6 +13,7 @@ import typing
 from typing import Any, Optional
 
 from pydantic import BaseModel, ValidationError
+from pydantic.alias_generators import to_camel
 
 from components.spec.errors import Problem, format_path
 from components.suggestions import suggestion
@@ -87,6 +88,17 @@ def _literal_choices(expected: str) -> list[str]:
     return re.findall(r"'([^']*)'", expected)
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _same_number(text: str, value: Any) -> bool:
+    try:
+        return float(text) == float(value)
+    except ValueError:
+        return False
+
+
 def problems_from(exc: ValidationError, root: type[BaseModel], prefix: tuple = ()) -> list[Problem]:
     problems = []
     for err in exc.errors(include_url=False):
@@ -99,12 +111,19 @@ def problems_from(exc: ValidationError, root: type[BaseModel], prefix: tuple = (
             allowed = _allowed_keys(parent_type)
             key = loc[-1]
             msg = f"unknown key{suggestion(key, allowed)}; allowed: {', '.join(allowed)}"
+            if isinstance(key, str) and "_" in key and to_camel(key) in allowed:
+                msg = f"unknown key (did you mean '{to_camel(key)}'?): keys are camelCase, as in every Pulumi config"
             problems.append(Problem(format_path(prefix + tuple(parent_path) + (key,)), msg))
             continue
         path, _ = walk(root, loc)
         where = format_path(prefix + tuple(path))
         if kind == "missing":
             msg = "required key is missing"
+        elif kind in ("literal_error", "string_type", "string_pattern_mismatch") and _is_number(value):
+            choices = _literal_choices(str(ctx.get("expected", "")))
+            quoted = next((c for c in choices if _same_number(c, value)), str(value))
+            msg = (f"{value!r} is a number (YAML reads it unquoted as one); write it quoted: \"{quoted}\""
+                   + (f"; allowed: {', '.join(choices)}" if choices else ""))
         elif kind == "literal_error":
             choices = _literal_choices(str(ctx.get("expected", "")))
             msg = f"{value!r} is not allowed{suggestion(value, choices)}; allowed: {', '.join(choices)}"

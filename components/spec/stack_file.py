@@ -14,6 +14,7 @@ from typing import Any
 import yaml
 
 from components import paths
+from components import yaml12 as pulumi_yaml
 from components.spec.errors import Problem, SpecError
 from components.suggestions import suggestion
 from components.spec.loader import NAMESPACE
@@ -50,7 +51,7 @@ def _as_pulumi_string(value: Any) -> str:
 
 
 def project_defaults(project_file: Path = paths.PROJECT_FILE) -> dict[str, Any]:
-    project = yaml.safe_load(project_file.read_text()) or {}
+    project = pulumi_yaml.load(project_file.read_text()) or {}
     out = {}
     for key, decl in (project.get("config") or {}).items():
         if isinstance(decl, dict) and "default" in decl:
@@ -68,8 +69,19 @@ def read_stack(name: str, stacks_dir: Path = paths.STACKS_DIR, project_file: Pat
     if not path.is_file():
         known = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in stacks_dir.glob("Pulumi.*.yaml"))
         raise SpecError([Problem("--stack", f"no stack file {path.name}{suggestion(name, known)}; stacks: {', '.join(known)}")], source)
+    raw = path.read_bytes()
     try:
-        doc = yaml.safe_load(path.read_text())
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise SpecError([Problem(f"line {line}", f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start}); "
+                                 "Pulumi reads stack files as UTF-8: re-save the file as UTF-8")], source) from None
+    try:
+        doc = pulumi_yaml.load(text)
+    except pulumi_yaml.DuplicateKeyError as exc:
+        mark = exc.problem_mark
+        raise SpecError([Problem(f"line {mark.line + 1}, column {mark.column + 1}",
+                                 f"{exc.problem}; Pulumi rejects a stack file with a repeated key: keep one")], source) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "file"

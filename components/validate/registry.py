@@ -284,23 +284,10 @@ def ansible_syntax(out: Path) -> Outcome:
 
 
 def applicable(stack: ResolvedStack) -> list[Callable[[Path], Outcome]]:
-    """The validators for what this stack renders."""
-    tier = stack.spec.tier
-    if tier == "small":
-        checks = [compose_schema, compose_config]
-        if stack.spec.gateway.kind == "nginx":
-            checks.append(nginx_syntax)
-        if stack.spec.monitoring.enabled:
-            checks += [promtool_config, promtool_rules, metric_names]
-        return checks
-    if tier == "medium":
-        # ResolvedStack.kubernetes_version: the minor version the stack targets (spec).
-        version = getattr(stack, "kubernetes_version", pins.DEFAULT_KUBERNETES_VERSION)
-        checks = [functools.partial(kubernetes_builtin, kubernetes_version=version), kubernetes_crds, helm_values_keys, checkov]
-        if stack.spec.monitoring.enabled:
-            checks.append(metric_names)
-        return checks
-    return [ansible_inventory, ansible_syntax]
+    """The validators for what this stack renders: its tier's entry in the tier registry."""
+    from components.tiers import TIERS
+
+    return TIERS[stack.spec.tier].function("validators")(stack)
 
 
 def validate_rendered(stack: ResolvedStack, out: Path) -> list[Outcome]:

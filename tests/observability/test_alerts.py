@@ -74,7 +74,7 @@ def test_promtool_catches_a_wrong_expectation(tmp_path):
 
 
 def test_slo_thresholds_reach_the_rules():
-    exprs = {r.alert: r.expr for r in alerts.alert_rules(SloSpec(ttft_p99_ms=250, tpot_p99_ms=40))}
+    exprs = {r.alert: r.expr for r in alerts.alert_rules(SloSpec.model_validate({"ttftP99Ms": 250, "tpotP99Ms": 40}))}
     assert exprs["VllmTtftP99High"].endswith("> 0.25")
     assert exprs["VllmTpotP99High"].endswith("> 0.04")
 

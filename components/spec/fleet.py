@@ -1,0 +1,36 @@
+"""The stack's fleet for the placement step: which nodes (with their GPU type and count) exist.
+
+small: the one Docker host; kubernetes: `gpuNodes` nodes of `gpu.perNode`; eks: the GPU node
+group at `maxSize` (what the autoscaler can reach); baremetal: every host with its own
+`gpuType` (default `gpu.type`) and the models it lists.
+"""
+
+from __future__ import annotations
+
+from components.planner import placement
+from components.spec.model import BaremetalTarget, DockerHostTarget, EksTarget, KubernetesTarget, StackSpec
+
+
+def fleet_for(spec: StackSpec) -> placement.Fleet:
+    target = spec.target
+    if isinstance(target, DockerHostTarget):
+        fleet = placement.small_host(spec.gpu.type, spec.gpu.per_node, target.gpu_device_ids, name=target.host,
+                                     where="target")
+        return placement.Fleet(fleet.nodes, tier="small")
+    if isinstance(target, KubernetesTarget):
+        pool = placement.NodePool("gpu", spec.gpu.type, spec.gpu.per_node, target.gpu_nodes, where="target.gpuNodes")
+        return placement.Fleet(placement.kubernetes_fleet([pool]).nodes, tier="medium")
+    if isinstance(target, EksTarget):
+        pool = placement.NodePool("gpu", spec.gpu.type, spec.gpu.per_node, target.gpu_node_group.max_size,
+                                  where="target.gpuNodeGroup.maxSize")
+        return placement.Fleet(placement.kubernetes_fleet([pool]).nodes, tier="medium")
+    if isinstance(target, BaremetalTarget):
+        hosts = [placement.baremetal_host(h.name, h.gpu_type or spec.gpu.type, h.gpus, h.models,
+                                          where=f"target.hosts[{i}]")
+                 for i, h in enumerate(target.hosts)]
+        return placement.Fleet(tuple(placement.baremetal_fleet(hosts).nodes), tier="baremetal")
+    raise AssertionError(target)
+
+
+def total_gpus(spec: StackSpec) -> int:
+    return sum(node.capacity for node in fleet_for(spec).nodes)
