@@ -51,19 +51,16 @@ class VllmService:
 
 
 def vllm_services(stack: ResolvedStack) -> list[VllmService]:
-    """One service per replica; replicas get disjoint GPUs so they never share one."""
-    target = stack.spec.target
-    assert isinstance(target, DockerHostTarget)
-    devices = list(target.gpu_device_ids or [str(i) for i in range(stack.spec.gpu.per_node)])
-    services, cursor = [], 0
+    """One service per replica, on the GPUs the placement step gave it (disjoint by
+    construction; components.planner.placement). The small tier has one host, so every
+    replica is a single rank group."""
+    services = []
     for model in stack.models:
-        for replica in range(model.replicas):
-            ids = devices[cursor:cursor + model.gpus_per_replica]
-            cursor += model.gpus_per_replica
+        for replica in model.placement:
             services.append(VllmService(
-                name=f"vllm-{model.name}-{replica}",
+                name=f"vllm-{model.name}-{replica.replica}",
                 model=model.name,
-                device_ids=ids,
+                device_ids=list(replica.leader.gpu_indices),
                 args=vllm_serve_args(model, VLLM_PORT),
                 start_period_s=model.startup_budget_s,
             ))
