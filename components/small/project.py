@@ -15,7 +15,6 @@ from components.observability import alerts, dashboard, metrics
 from components.serving import probes, versions
 from components.serving.vllm_args import API_KEY_ENV, VLLM_PORT, vllm_serve_args
 from components.spec import ResolvedStack
-from components.spec.model import DockerHostTarget
 
 NGINX_STATUS_PORT = 8081
 # Passive health: after MAX_FAILS failed attempts within FAIL_TIMEOUT the replica is taken
