@@ -151,9 +151,13 @@ def check_parallelism(m: ModelSpec, where: str, facts: ModelFacts, spec: StackSp
                                     "whole tensor-parallel groups"))
             ok = False
     if ok and (tp or 1) * (pp or 1) > total_gpus:
+        advice = ("one replica needs more GPUs than this host has: the medium tier (a LeaderWorkerSet across "
+                  "nodes) or baremetal (leader and worker units on several hosts) can run it"
+                  if spec.tier == "small" else "add GPU nodes")
         problems.append(Problem(
             f"{where}.pipelineParallel" if pp else f"{where}.tensorParallel",
-            f"tensorParallel x pipelineParallel = {(tp or 1) * (pp or 1)} exceeds the {total_gpus} GPUs available",
+            f"tensorParallel x pipelineParallel = {(tp or 1) * (pp or 1)} exceeds the {total_gpus} GPUs available; "
+            + advice,
         ))
         ok = False
     return ok
