@@ -205,8 +205,9 @@ def _print_plan(result) -> None:
 
 def _plan_stack(stack: str, stacks_dir: Path, as_json: bool) -> None:
     """Each model of a stack: its configured choice against the planner's optimum."""
-    from components.planner import PlanError, PlanRequest, plan as run_plan
+    from components.planner import PlanError
     from components.planner.plan import compare_to_optimum
+    from components.spec.capacity import configured_and_optimum
     from components.spec.stack_file import load_stack
 
     try:
@@ -216,17 +217,8 @@ def _plan_stack(stack: str, stacks_dir: Path, as_json: bool) -> None:
     spec = resolved.spec
     rows, all_warnings = [], []
     for m in resolved.models:
-        common = dict(
-            model_key=m.catalog_key, model=m.facts, gpu_key=spec.gpu.type, quantization=m.quantization,
-            max_model_len=m.max_model_len, qps=spec.slo.expected_qps, prompt_tokens=spec.slo.mean_prompt_tokens,
-            output_tokens=spec.slo.mean_output_tokens, ttft_slo_ms=spec.slo.ttft_p99_ms, tpot_slo_ms=spec.slo.tpot_p99_ms,
-            availability_pct=spec.slo.availability, gpu_memory_utilization=m.spec.gpu_memory_utilization,
-            gpus_per_node=spec.gpu.per_node, kv_cache_dtype=m.spec.kv_cache_dtype,
-        )
         try:
-            configured = run_plan(PlanRequest(**common, tensor_parallel=m.tensor_parallel, pipeline_parallel=m.pipeline_parallel,
-                                              max_num_seqs=m.spec.max_num_seqs, replicas=m.replicas, top=0))
-            optimum = run_plan(PlanRequest(**common))
+            configured, optimum = configured_and_optimum(spec, m)
         except PlanError as error:
             sys.stderr.write(f"error: {m.name}: {error}\n")
             raise typer.Exit(2)

@@ -8,11 +8,38 @@ from __future__ import annotations
 
 import math
 
-from components.planner.plan import DEFAULT_TARGET_UTILIZATION, replicas_for_availability
+from components.planner import Plan, PlanError, PlanRequest, plan
+from components.planner.plan import DEFAULT_TARGET_UTILIZATION, compare_to_optimum, replicas_for_availability
 from components.planner import tiering
 from components.spec.errors import Problem
 from components.spec.resolved import ResolvedModel
 from components.spec.model import StackSpec
+
+
+def configured_and_optimum(spec: StackSpec, m: ResolvedModel) -> tuple[Plan, Plan]:
+    """The planner's figures for the model as configured, and its optimum for the same load."""
+    common = dict(
+        model_key=m.catalog_key, model=m.facts, gpu_key=spec.gpu.type, quantization=m.quantization,
+        max_model_len=m.max_model_len, qps=m.expected_qps, prompt_tokens=spec.slo.mean_prompt_tokens,
+        output_tokens=spec.slo.mean_output_tokens, ttft_slo_ms=spec.slo.ttft_p99_ms, tpot_slo_ms=spec.slo.tpot_p99_ms,
+        availability_pct=spec.slo.availability, gpu_memory_utilization=m.spec.gpu_memory_utilization,
+        gpus_per_node=spec.gpu.per_node, kv_cache_dtype=m.spec.kv_cache_dtype,
+    )
+    configured = plan(PlanRequest(**common, tensor_parallel=m.tensor_parallel, pipeline_parallel=m.pipeline_parallel,
+                                  max_num_seqs=m.spec.max_num_seqs, replicas=m.replicas, top=0))
+    optimum = plan(PlanRequest(**common))
+    return configured, optimum
+
+
+def _cost_warnings(spec: StackSpec, i: int, m: ResolvedModel) -> list[Problem]:
+    """The planner's > 1.5x-the-optimum rule (components.planner.plan.compare_to_optimum); SLO
+    misses are reported above with their keys, so they are left out here."""
+    try:
+        configured, optimum = configured_and_optimum(spec, m)
+    except PlanError:
+        return []
+    lines = compare_to_optimum(configured.model_copy(update={"slo_misses": []}), optimum)
+    return [Problem(f"models[{i}]", line) for line in lines]
 
 
 def _replicas_key(i: int, m: ResolvedModel, bound: str) -> str:
@@ -23,16 +50,16 @@ def _replicas_key(i: int, m: ResolvedModel, bound: str) -> str:
 
 def warnings_for(spec: StackSpec, models: list[ResolvedModel], total_gpus: int) -> list[Problem]:
     out: list[Problem] = []
-    qps = spec.slo.expected_qps
     for i, m in enumerate(models):
-        p = m.plan
+        p, qps = m.plan, m.expected_qps
         usable = p.replica_capacity_qps * DEFAULT_TARGET_UTILIZATION
         if qps > 0 and usable > 0 and m.max_replicas * usable < qps:
             needed = math.ceil(qps / usable)
             out.append(Problem(_replicas_key(i, m, "max"),
                                f"{m.max_replicas} replica(s) of {m.name} carry about {m.max_replicas * usable:.1f} req/s "
                                f"({p.replica_capacity_qps:.2f} req/s each by the planner, planned at "
-                               f"{DEFAULT_TARGET_UTILIZATION:.0%}); slo.expectedQps is {qps:g}: needs >= {needed}"))
+                               f"{DEFAULT_TARGET_UTILIZATION:.0%}); it expects {qps:g} req/s "
+                               f"({'models[' + str(i) + '].expectedQps' if m.spec.expected_qps is not None else 'slo.expectedQps'}): needs >= {needed}"))
         needed_for_availability = replicas_for_availability(spec.slo.availability)
         if m.min_replicas < needed_for_availability:
             out.append(Problem(_replicas_key(i, m, "min"),
@@ -50,6 +77,7 @@ def warnings_for(spec: StackSpec, models: list[ResolvedModel], total_gpus: int) 
                                f"{spec.slo.ttft_p99_ms} ms is below {m.name}'s prefill time of about "
                                f"{p.ttft_ms_estimate:.0f} ms for {spec.slo.mean_prompt_tokens} prompt tokens on "
                                f"{spec.gpu.type} at tensorParallel {m.tensor_parallel}"))
+        out += _cost_warnings(spec, i, m)
     peak = sum(m.max_replicas * m.gpus_per_replica for m in models)
     if any(m.spec.autoscaling for m in models) and peak > total_gpus:
         detail = " + ".join(f"{m.name} {m.max_replicas}x{m.gpus_per_replica}" for m in models)

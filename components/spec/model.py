@@ -263,7 +263,11 @@ class ModelSpec(SpecModel):
     enable_prefix_caching: bool = Field(default=True, description="Automatic prefix caching.")
     speculative_decoding: Optional[SpeculativeDecoding] = Field(default=None, description="Speculative decoding.")
     replicas: Optional[PositiveInt] = Field(
-        default=None, description="Replicas; default: the planner's figure for the SLO section's load."
+        default=None, description="Replicas; default: the planner's figure for this model's load."
+    )
+    expected_qps: Optional[float] = Field(
+        default=None, ge=0, le=10_000_000,
+        description="Requests/s this model receives (sizes its replicas); default: slo.expectedQps.",
     )
     autoscaling: Optional[Autoscaling] = Field(
         default=None, description="KEDA autoscaling bounds (medium tier only)."
@@ -304,7 +308,8 @@ class SloSpec(SpecModel):
     ttft_p99_ms: PositiveInt = Field(default=500, description="Time-to-first-token p99 objective.")
     tpot_p99_ms: PositiveInt = Field(default=100, description="Time-per-output-token p99 objective.")
     availability: float = Field(default=99.9, ge=90, le=99.999, description="Availability objective (%).")
-    expected_qps: float = Field(default=10, ge=0, description="Expected requests/s, for replica sizing.")
+    expected_qps: float = Field(default=10, ge=0, le=10_000_000,
+                                description="Expected requests/s per model, for replica sizing (models[].expectedQps overrides).")
     mean_prompt_tokens: PositiveInt = Field(default=512)
     mean_output_tokens: PositiveInt = Field(default=256)
 

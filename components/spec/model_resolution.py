@@ -223,7 +223,8 @@ def resolve_entry(i: int, m: ModelSpec, spec: StackSpec, total_gpus: int, proble
 
     request = PlanRequest(
         model_key=ident.catalog_key, model=ident.facts, gpu_key=spec.gpu.type, quantization=quantization,
-        max_model_len=max_len, qps=spec.slo.expected_qps, prompt_tokens=spec.slo.mean_prompt_tokens,
+        max_model_len=max_len, qps=spec.slo.expected_qps if m.expected_qps is None else m.expected_qps,
+        prompt_tokens=spec.slo.mean_prompt_tokens,
         output_tokens=spec.slo.mean_output_tokens, ttft_slo_ms=spec.slo.ttft_p99_ms,
         tpot_slo_ms=spec.slo.tpot_p99_ms, availability_pct=spec.slo.availability,
         gpu_memory_utilization=m.gpu_memory_utilization, gpus_per_node=spec.gpu.per_node,

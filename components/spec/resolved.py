@@ -49,6 +49,11 @@ class ResolvedModel:
     gpu_type: str = ""
 
     @property
+    def expected_qps(self) -> float:
+        """Requests/s this model is sized for (models[].expectedQps, else slo.expectedQps)."""
+        return self.plan.qps
+
+    @property
     def gpus_per_replica(self) -> int:
         return self.tensor_parallel * self.pipeline_parallel
 
