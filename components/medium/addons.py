@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from components import pins
+from components.facts import chart_keys
 from components.facts.chart_keys import leaf_paths, unknown_keys
-from components.medium import names
+from components.medium import efa, names
 from components.observability.metrics import dcgm_counters_csv
 from components.spec import ResolvedStack
 
@@ -24,6 +25,11 @@ __all__ = ["Addon", "addons", "leaf_paths", "unknown_keys", "with_secret", "SECR
 SECRET_VALUE = "[secret]"
 # The charts this tier installs (each can be turned off per stack).
 INSTALLED_CHARTS = ("gpu-operator", "keda", "kube-prometheus-stack")
+# Charts installed only when the stack needs them (a model spans nodes; EFA on EKS). Their
+# values.yaml is not in ../shared/upstream/charts, so components/facts/chart_keys.yaml has no
+# key list for them: the LWS chart gets no values at all, the EFA device plugin only keys
+# checked against components/facts/efa.yaml (tests/medium).
+ON_DEMAND_CHARTS = ("lws", "aws-efa-k8s-device-plugin")
 
 
 @dataclass(frozen=True)
@@ -47,6 +53,15 @@ def _pin(chart: str) -> tuple[str, str, str]:
 GPU_OPERATOR = _pin("gpu-operator")
 KEDA = _pin("keda")
 KUBE_PROMETHEUS_STACK = _pin("kube-prometheus-stack")
+LWS = _pin("lws")
+EFA_DEVICE_PLUGIN = _pin("aws-efa-k8s-device-plugin")
+
+
+def has_key_list(addon: "Addon") -> bool:
+    """Whether components/facts/chart_keys.yaml lists the keys of this chart version (what the
+    `Helm values keys` validator checks the rendered values file against)."""
+    entry = chart_keys.load().get(addon.chart)
+    return entry is not None and entry["version"] == addon.version
 
 
 def dcgm_counters_config() -> dict:
@@ -115,6 +130,17 @@ def addons(stack: ResolvedStack) -> list[Addon]:
                 }},
             },
         }, secret_paths=("grafana.adminPassword",)))
+    if any(m.multi_node for m in stack.models):
+        # LeaderWorkerSet controller and CRD (kubernetes-sigs/lws v0.9.0), installed because a
+        # model spans nodes. Chart defaults: the released chart pins its image to the tag.
+        out.append(Addon("lws", *LWS, namespace=names.LWS_NAMESPACE, values={}))
+    if efa.node_interfaces(stack):
+        # EFA device plugin: advertises vpc.amazonaws.com/efa on the EFA interfaces of the GPU
+        # nodes. Its DaemonSet tolerates only CriticalAddonsOnly by default (templates/
+        # daemonset.yaml), so it needs the GPU nodes' taint.
+        out.append(Addon("aws-efa-k8s-device-plugin", *EFA_DEVICE_PLUGIN, namespace=names.EFA_NAMESPACE, values={
+            "tolerations": [{"key": names.GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+        }))
     return out
 
 

@@ -1,4 +1,10 @@
-"""KEDA ScaledObjects: scale each model's Deployment on vLLM's queue depth.
+"""KEDA ScaledObjects: scale each model's Deployment (or LeaderWorkerSet) on vLLM's queue depth.
+
+A multi-node model is scaled in whole groups: the ScaledObject targets its LeaderWorkerSet,
+whose scale subresource (lws v0.9.0 CRD `subresources.scale`) sets spec.replicas, the number of
+groups; the HPA's pod selector (status.hpaPodSelector) is the leaders'. The query counts
+vllm:num_requests_waiting, which only leaders export (workers run headless), so the threshold
+is per group.
 
 Whitepaper defaults: scale when vllm:num_requests_waiting per replica exceeds 10, between 2
 and 50 replicas. A replica takes `startup_budget_s` to become ready, so scale-down waits
@@ -16,13 +22,20 @@ Two different knobs (KEDA ScaledObject spec, keda.sh/v1alpha1):
 from __future__ import annotations
 
 from components.medium.manifests import labels
-from components.medium.names import DEFAULT_PROMETHEUS_URL, workload
+from components.medium.names import DEFAULT_PROMETHEUS_URL, LWS_API_VERSION, group_set, workload
 from components.observability.metrics import metric
 from components.spec import ResolvedModel, ResolvedStack
 
 
 def queue_depth_query(model: ResolvedModel, ns: str) -> str:
     return f'sum({metric("vllm:num_requests_waiting")}{{namespace="{ns}", model="{model.name}"}})'
+
+
+def scale_target(model: ResolvedModel) -> dict:
+    """What KEDA scales: the Deployment, or the LeaderWorkerSet of a multi-node model."""
+    if model.multi_node:
+        return {"apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet", "name": group_set(model.name)}
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload(model.name)}
 
 
 def scaled_object(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
@@ -33,7 +46,7 @@ def scaled_object(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
         "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject",
         "metadata": {"name": workload(model.name), "namespace": ns, "labels": labels(model)},
         "spec": {
-            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": workload(model.name)},
+            "scaleTargetRef": scale_target(model),
             "minReplicaCount": a.min_replicas,
             "maxReplicaCount": a.max_replicas,
             "pollingInterval": a.polling_interval_s,

@@ -6,13 +6,18 @@ Workflow: `tierscale render --stack NAME`, commit `build/NAME/kubernetes/` to
 
 from __future__ import annotations
 
-from components.medium.names import PART_OF
+from components.medium.names import LWS_API_VERSION, PART_OF
 from components.spec import ResolvedStack
 
 
 def application(stack: ResolvedStack, stack_name: str, ns: str) -> dict:
     gitops = stack.platform.gitops
     assert gitops is not None
+    # KEDA owns replicas of autoscaled Deployments (and LeaderWorkerSets: groups).
+    ignore = [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}]
+    if any(m.multi_node for m in stack.models):
+        ignore.append({"group": LWS_API_VERSION.split("/")[0], "kind": "LeaderWorkerSet",
+                       "jsonPointers": ["/spec/replicas"]})
     return {
         "apiVersion": "argoproj.io/v1alpha1", "kind": "Application",
         "metadata": {"name": f"tierscale-{stack_name}", "namespace": gitops.argocd_namespace, "labels": dict(PART_OF),
@@ -29,7 +34,6 @@ def application(stack: ResolvedStack, stack_name: str, ns: str) -> dict:
                 # Customization" / sync option RespectIgnoreDifferences=true).
                 "syncOptions": ["CreateNamespace=true", "ServerSideApply=true", "RespectIgnoreDifferences=true"],
             },
-            # KEDA owns replicas of autoscaled Deployments.
-            "ignoreDifferences": [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}],
+            "ignoreDifferences": ignore,
         },
     }

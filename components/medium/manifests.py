@@ -7,11 +7,14 @@ Pulumi resource, and `tierscale render` writes the same dicts, so GitOps output 
 
 from __future__ import annotations
 
+from components.medium import efa, multinode
+from components.medium.multinode import LEADER, SINGLE, WORKER
 from components.medium.names import (
-    APP_LABEL, COMPONENT_LABEL, GPU_PRODUCT_LABEL, GPU_RESOURCE, MODEL_LABEL, PART_OF, SECRET_NAME, workload,
+    APP_LABEL, COMPONENT_LABEL, EFA_RESOURCE, GPU_PRODUCT_LABEL, GPU_RESOURCE, MODEL_LABEL, PART_OF, ROLE_LABEL,
+    LWS_API_VERSION, SECRET_NAME, group_set, workload,
 )
 from components.serving import probes, versions
-from components.serving.vllm_args import API_KEY_ENV, VLLM_PORT, vllm_serve_args
+from components.serving.vllm_args import API_KEY_ENV, MULTINODE_MASTER_PORT, VLLM_PORT, vllm_serve_args
 from components.spec import ResolvedModel, ResolvedStack
 
 MODEL_CACHE_GIB_MIN = 50
@@ -31,6 +34,15 @@ def labels(model: ResolvedModel) -> dict[str, str]:
 
 
 def selector(model: ResolvedModel) -> dict[str, str]:
+    """The pods that serve the API: every pod of a Deployment, only the leaders of a
+    LeaderWorkerSet (workers run headless). The Service and the PDB select these."""
+    if model.multi_node:
+        return {APP_LABEL: workload(model.name), ROLE_LABEL: LEADER}
+    return {APP_LABEL: workload(model.name)}
+
+
+def service_selector(model: ResolvedModel) -> dict[str, str]:
+    """The labels of the model's Service (what a ServiceMonitor selects)."""
     return {APP_LABEL: workload(model.name)}
 
 
@@ -68,8 +80,7 @@ def _cache_volume(model: ResolvedModel, stack: ResolvedStack) -> dict:
     }}}
 
 
-def deployment(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
-    gpus = model.tensor_parallel
+def _env(model: ResolvedModel, stack: ResolvedStack, role: str) -> list[dict]:
     env = [
         {"name": "HF_HOME", "value": "/models"},
         # The root filesystem is read-only: caches (torch.compile, Triton, FlashInfer) go to /tmp.
@@ -78,21 +89,49 @@ def deployment(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
         # huggingface_hub reads the token from this file: it never enters the environment.
         {"name": "HF_TOKEN_PATH", "value": f"{SECRETS_MOUNT}/hf-token"},
     ]
-    if stack.spec.security.api_auth:
+    if stack.spec.security.api_auth and role != WORKER:
         env.append({"name": API_KEY_ENV, "valueFrom": {"secretKeyRef": {"name": SECRET_NAME, "key": "api-key"}}})
-    shm_gib = max(8, 2 * model.tensor_parallel)
-    container = {
+    if role != SINGLE:
+        env += multinode.group_env(model, stack)
+    return env
+
+
+def _gpu_resources(model: ResolvedModel, stack: ResolvedStack) -> dict:
+    """GPUs (requests = limits) of one pod: every GPU a single-node replica uses, or one node's
+    share of a multi-node replica (model.gpus_per_node, from the placement step); CPU and memory
+    scale with them. On EKS with EFA, a multi-node pod also takes its node's EFA interfaces."""
+    gpus = model.gpus_per_node
+    requests = {GPU_RESOURCE: str(gpus), "cpu": str(4 * gpus), "memory": f"{32 * gpus}Gi"}
+    limits = {GPU_RESOURCE: str(gpus), "cpu": str(8 * gpus), "memory": f"{64 * gpus}Gi"}
+    efa_count = efa.per_pod(model, stack)
+    if efa_count:
+        requests[EFA_RESOURCE] = limits[EFA_RESOURCE] = str(efa_count)
+    return {"requests": requests, "limits": limits}
+
+
+def shm_size(model: ResolvedModel) -> str:
+    """Memory-backed /dev/shm: NCCL and vLLM's local workers exchange through it (2 GiB per GPU
+    of the pod, at least 8)."""
+    return f"{max(8, 2 * model.gpus_per_node)}Gi"
+
+
+def container(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE) -> dict:
+    """The vLLM container of one pod. `role`: SINGLE (a whole replica, Deployment), LEADER (node
+    rank 0 of a multi-node replica: the API server, probes, Service) or WORKER (ranks 1.., headless:
+    no API server, so no HTTP probes; a dead worker process exits the container, and the group is
+    recreated by RecreateGroupOnPodRestart)."""
+    args = vllm_serve_args(model, VLLM_PORT)
+    if role != SINGLE:
+        args += multinode.launch_args(model, role)
+    c = {
         "name": "vllm",
         "image": versions.VLLM_IMAGE,
         "imagePullPolicy": "IfNotPresent",
         "command": ["vllm", "serve"],
-        "args": vllm_serve_args(model, VLLM_PORT),
-        "env": env,
+        "args": args,
+        "env": _env(model, stack, role),
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
-        "resources": {
-            "requests": {GPU_RESOURCE: str(gpus), "cpu": str(4 * gpus), "memory": f"{32 * gpus}Gi"},
-            "limits": {GPU_RESOURCE: str(gpus), "cpu": str(8 * gpus), "memory": f"{64 * gpus}Gi"},
-        },
+        "resources": _gpu_resources(model, stack),
         "startupProbe": {
             "httpGet": {"path": "/health", "port": "http"},
             "periodSeconds": probes.PROBE_PERIOD_S,
@@ -117,6 +156,42 @@ def deployment(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
             {"name": "hf-token", "mountPath": SECRETS_MOUNT, "readOnly": True},
         ],
     }
+    if role == LEADER:
+        # Where the workers join (--master-port); documentation only: the group's NetworkPolicy
+        # opens every port between its pods.
+        c["ports"].append({"name": "rendezvous", "containerPort": MULTINODE_MASTER_PORT, "protocol": "TCP"})
+    if role == WORKER:
+        # Headless: nothing answers on :8000, so neither HTTP probes nor the API port.
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            del c[probe]
+        c["ports"] = [p for p in c["ports"] if p["name"] != "http"]
+    return c
+
+
+def pod_spec(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE) -> dict:
+    spec = {
+        "automountServiceAccountToken": False,
+        "terminationGracePeriodSeconds": probes.TERMINATION_GRACE_S,
+        "securityContext": {"runAsNonRoot": True, "fsGroup": RUN_AS_ID, "seccompProfile": {"type": "RuntimeDefault"}},
+        "nodeSelector": {GPU_PRODUCT_LABEL: stack.gpu.product_label},
+        "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
+        "containers": [container(model, stack, role)],
+        "volumes": [
+            {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(model)}},
+            _cache_volume(model, stack),
+            {"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}},
+            {"name": "hf-token", "secret": {"secretName": SECRET_NAME, "optional": True, "defaultMode": 0o400,
+                                            "items": [{"key": "hf-token", "path": "hf-token"}]}},
+        ],
+    }
+    if role != SINGLE:
+        spec["affinity"] = multinode.spread(model, stack)
+    return spec
+
+
+def deployment(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
+    """A single-node model: one pod per replica holding all its GPUs (TP x PP on one node)."""
+    assert not model.multi_node, f"{model.name} spans nodes: it renders as a LeaderWorkerSet"
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": workload(model.name), "namespace": ns, "labels": labels(model),
@@ -127,21 +202,44 @@ def deployment(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": model.spec.max_surge}},
             "template": {
                 "metadata": {"labels": labels(model)},
-                "spec": {
-                    "automountServiceAccountToken": False,
-                    "terminationGracePeriodSeconds": probes.TERMINATION_GRACE_S,
-                    "securityContext": {"runAsNonRoot": True, "fsGroup": RUN_AS_ID, "seccompProfile": {"type": "RuntimeDefault"}},
-                    "nodeSelector": {GPU_PRODUCT_LABEL: stack.gpu.product_label},
-                    "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
-                    "containers": [container],
-                    "volumes": [
-                        {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": f"{shm_gib}Gi"}},
-                        _cache_volume(model, stack),
-                        {"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}},
-                        {"name": "hf-token", "secret": {"secretName": SECRET_NAME, "optional": True, "defaultMode": 0o400,
-                                                        "items": [{"key": "hf-token", "path": "hf-token"}]}},
-                    ],
-                },
+                "spec": pod_spec(model, stack),
+            },
+        },
+    }
+
+
+def leader_worker_set(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
+    """A multi-node model: one LeaderWorkerSet group per replica (kubernetes-sigs/lws v0.9.0).
+
+    - size = model.nodes_per_replica; leader and workers each request model.gpus_per_node GPUs.
+    - restartPolicy RecreateGroupOnPodRestart: a failed or restarted pod (or container) recreates
+      its whole group; vLLM cannot re-admit one rank into a running group.
+    - startupPolicy LeaderCreated: workers start with the leader. LeaderReady would deadlock,
+      because the leader's /health only answers once every worker has joined.
+    - rollout: like the Deployment (maxUnavailable 0, maxSurge models[].maxSurge), counted in
+      groups; a surge group needs nodes_per_replica free nodes.
+    """
+    assert model.multi_node, f"{model.name} fits one node: it renders as a Deployment"
+    group_labels = {**labels(model)}
+
+    def template(role: str) -> dict:
+        return {"metadata": {"labels": {**group_labels, ROLE_LABEL: role}},
+                "spec": pod_spec(model, stack, role)}
+
+    return {
+        "apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet",
+        "metadata": {"name": group_set(model.name), "namespace": ns, "labels": labels(model),
+                     "annotations": dict(CHECKOV_SKIPS)},
+        "spec": {
+            "replicas": model.replicas,
+            "startupPolicy": "LeaderCreated",
+            "rolloutStrategy": {"type": "RollingUpdate", "rollingUpdateConfiguration": {
+                "maxUnavailable": 0, "maxSurge": model.spec.max_surge}},
+            "leaderWorkerTemplate": {
+                "size": model.nodes_per_replica,
+                "restartPolicy": "RecreateGroupOnPodRestart",
+                "leaderTemplate": template(LEADER),
+                "workerTemplate": template(WORKER),
             },
         },
     }
@@ -156,6 +254,13 @@ def service(model: ResolvedModel, ns: str) -> dict:
 
 
 def pod_disruption_budget(model: ResolvedModel, ns: str) -> dict:
+    """At most one replica voluntarily disrupted at a time (node drains, upgrades).
+
+    For a LeaderWorkerSet the PDB selects the leaders: one leader per group, so maxUnavailable 1
+    is at most one group. Evicting a worker is not covered by this PDB, but it costs the same
+    (RecreateGroupOnPodRestart recreates its whole group); a drain of a worker's node is one
+    group down, like a drain of its leader's node. minAvailable replicas-1 would say the same
+    at the configured count but block every drain while KEDA has scaled the set down to it."""
     return {
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
         "metadata": {"name": f"vllm-{model.name}", "namespace": ns, "labels": labels(model)},
@@ -165,4 +270,5 @@ def pod_disruption_budget(model: ResolvedModel, ns: str) -> dict:
 
 def model_manifests(model: ResolvedModel, stack: ResolvedStack, ns: str) -> list[dict]:
     docs = [model_cache_pvc(model, stack, ns)] if stack.shared_model_cache else []
-    return docs + [deployment(model, stack, ns), service(model, ns), pod_disruption_budget(model, ns)]
+    workload_doc = leader_worker_set(model, stack, ns) if model.multi_node else deployment(model, stack, ns)
+    return docs + [workload_doc, service(model, ns), pod_disruption_budget(model, ns)]

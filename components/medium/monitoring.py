@@ -3,7 +3,7 @@ rules as a PrometheusRule, and the shared dashboard as a ConfigMap for Grafana's
 
 from __future__ import annotations
 
-from components.medium.manifests import labels, selector
+from components.medium.manifests import labels, service_selector
 from components.medium.names import CLUSTER_JOBS, DASHBOARD_LABEL, KPS_RELEASE, MODEL_LABEL, PART_OF, workload
 from components.observability import alerts, dashboard
 from components.spec import ResolvedModel, ResolvedStack
@@ -19,7 +19,10 @@ def service_monitor(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict
         "apiVersion": "monitoring.coreos.com/v1", "kind": "ServiceMonitor",
         "metadata": {"name": workload(model.name), "namespace": ns, "labels": {**labels(model), "release": KPS_RELEASE}},
         "spec": {
-            "selector": {"matchLabels": selector(model)},
+            # The model's Service, whose endpoints are the pods serving the API: for a multi-node
+            # model the leaders only (workers have no /metrics). The LWS controller's headless
+            # Service carries only the LWS name label, so it is never selected.
+            "selector": {"matchLabels": service_selector(model)},
             "namespaceSelector": {"matchNames": [ns]},
             "endpoints": [{
                 "port": "http", "path": "/metrics", "interval": f"{stack.spec.monitoring.scrape_interval_s}s",

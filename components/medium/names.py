@@ -23,5 +23,23 @@ CLUSTER_JOBS = "vllm-.*|nvidia-dcgm-exporter"
 
 def workload(model_name: str) -> str:
     return f"vllm-{model_name}"
+
+
+def group_set(model_name: str) -> str:
+    """The LeaderWorkerSet of a multi-node model. Not `workload()`: the LWS controller creates a
+    headless Service named after the LWS (its pods' subdomain, LWS_LEADER_ADDRESS), which must
+    not collide with the model's Service `vllm-<model>`."""
+    return f"vllm-{model_name}-lws"
+
+
+# LeaderWorkerSet (kubernetes-sigs/lws v0.9.0, api/leaderworkerset/v1/leaderworkerset_types.go).
+LWS_API_VERSION = "leaderworkerset.x-k8s.io/v1"
+LWS_NAME_LABEL = "leaderworkerset.sigs.k8s.io/name"          # every pod (and the headless Service)
+LWS_GROUP_KEY_LABEL = "leaderworkerset.sigs.k8s.io/group-key"  # unique per group
+LWS_NAMESPACE = "lws-system"
+# Our own role label on the LWS pod templates: the Service, PDB and policies select leaders by it.
+ROLE_LABEL = "tierscale.dev/role"
+EFA_RESOURCE = "vpc.amazonaws.com/efa"
+EFA_NAMESPACE = "kube-system"
 # ConfigMap (gpu-operator namespace) with the project's dcgm-exporter counters.
 DCGM_COUNTERS_CONFIGMAP = "tierscale-dcgm-counters"

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-from components.medium.names import MONITORING_NAMESPACE, PART_OF, TLS_SECRET_NAME, workload
+from components.medium import multinode
+from components.medium.names import MONITORING_NAMESPACE, PART_OF, ROLE_LABEL, TLS_SECRET_NAME, workload
 from components.serving.vllm_args import VLLM_PORT
 from components.spec import ResolvedStack
 
@@ -21,16 +22,23 @@ def _policy(name: str, ns: str, spec: dict) -> dict:
 def network_policies(stack: ResolvedStack, ns: str) -> list[dict]:
     routing = stack.platform.routing
     vllm_pods = {"matchLabels": {"app.kubernetes.io/component": "vllm"}}
+    # Pods that serve the API: not the headless workers of a multi-node group (nothing listens
+    # on :8000 there).
+    serving_pods = vllm_pods
+    if any(m.multi_node for m in stack.models):
+        serving_pods = {**vllm_pods, "matchExpressions": [
+            {"key": ROLE_LABEL, "operator": "NotIn", "values": [multinode.WORKER]}]}
     port = [{"protocol": "TCP", "port": VLLM_PORT}]
-    return [
+    groups = [multinode.group_network_policy(m, ns) for m in stack.models if m.multi_node]
+    return groups + [
         _policy("default-deny", ns, {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
         _policy("allow-gateway-to-vllm", ns, {
-            "podSelector": vllm_pods, "policyTypes": ["Ingress"],
+            "podSelector": serving_pods, "policyTypes": ["Ingress"],
             "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {NS_NAME_LABEL: routing.controller_namespace}}}],
                          "ports": port}],
         }),
         _policy("allow-prometheus-to-vllm", ns, {
-            "podSelector": vllm_pods, "policyTypes": ["Ingress"],
+            "podSelector": serving_pods, "policyTypes": ["Ingress"],
             "ingress": [{"from": [{
                 "namespaceSelector": {"matchLabels": {NS_NAME_LABEL: MONITORING_NAMESPACE}},
                 "podSelector": {"matchLabels": {"app.kubernetes.io/name": "prometheus"}},

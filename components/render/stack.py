@@ -69,7 +69,7 @@ def kubernetes_manifests(resources: list[Registered]) -> list[dict]:
 # Apply order for the written files: what others reference first. Registration order under
 # Pulumi is concurrent, so files are sorted for stable, reviewable output.
 KIND_ORDER = ["Namespace", "StorageClass", "Secret", "ConfigMap", "NetworkPolicy", "PersistentVolumeClaim",
-              "Deployment", "Service", "PodDisruptionBudget", "Ingress", "HTTPRoute", "ScaledObject",
+              "Deployment", "LeaderWorkerSet", "Service", "PodDisruptionBudget", "Ingress", "HTTPRoute", "ScaledObject",
               "ServiceMonitor", "PrometheusRule", "Application"]
 
 

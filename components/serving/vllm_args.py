@@ -63,3 +63,53 @@ def vllm_serve_args(model: ResolvedModel, port: int = VLLM_PORT) -> list[str]:
             config["model"] = sd.draft_model
         args += ["--speculative-config", json.dumps(config, separators=(",", ":"))]
     return args
+
+
+# --- one replica across several nodes ------------------------------------------------------
+#
+# vLLM 0.18.0 has a native multi-node launcher (no Ray needed; Ray is not in the
+# vllm/vllm-openai image per its wheel metadata). Every node of one replica runs the same
+# `vllm serve` command with the same model and parallel sizes, plus (vllm-project/vllm@v0.18.0):
+#   leader (node rank 0): --nnodes N --node-rank 0 --master-addr <leader address>
+#   worker i (1..N-1):    --nnodes N --node-rank i --master-addr <leader address> --headless
+# (docs/serving/parallelism_scaling.md:139-159; the flags: vllm/engine/arg_utils.py:816-819;
+# --headless, "run in headless mode", no API server: vllm/entrypoints/openai/cli_args.py:331-336).
+# nnodes > 1 forces the `mp` executor backend (vllm/config/parallel.py:768-769, 810-818), so no
+# --distributed-executor-backend is passed. The leader listens for the workers on master_port
+# (default 29501, vllm/config/parallel.py:239-250); it is passed explicitly so the firewall /
+# NetworkPolicy and the command line name the same port.
+# Only the leader serves the OpenAI API (and /health, /metrics) on `port`; workers have none.
+MULTINODE_MASTER_PORT = 29501
+
+
+def vllm_multinode_args(model: ResolvedModel, node_rank: int | str, master_addr: str, headless: bool,
+                        master_port: int = MULTINODE_MASTER_PORT) -> list[str]:
+    """The flags appended to `vllm_serve_args(model, port)` on each node of a multi-node replica.
+
+    - `node_rank`: 0 on the leader, 1 .. model.nodes_per_replica-1 on the workers (pipeline
+      stage order, as `model.placement[i].groups`). A string is passed through as is, for a
+      value the platform expands at start: on Kubernetes "$(LWS_WORKER_INDEX)".
+    - `master_addr`: the leader's address (IP or DNS name) every worker can reach; on
+      Kubernetes "$(LWS_LEADER_ADDRESS)", on bare metal the leader host's address.
+    - `headless`: True on workers (no API server), False on the leader.
+    - `master_port`: the TCP port the leader listens on for the workers (open it between the
+      nodes of the group).
+
+    Usage: `["vllm", "serve", *vllm_serve_args(m, 8000), *vllm_multinode_args(m, 0, addr, False)]`.
+    Returns [] for a single-node model (nothing to add). Raises ValueError for a leader that is
+    headless, a worker that is not, or an integer rank outside 0 .. nodes-1.
+    """
+    nodes = model.nodes_per_replica
+    if nodes <= 1:
+        return []
+    if isinstance(node_rank, int):
+        if not 0 <= node_rank < nodes:
+            raise ValueError(f"node_rank {node_rank} outside 0..{nodes - 1} for {model.name}")
+        if headless != (node_rank != 0):
+            raise ValueError(f"node rank {node_rank} of {model.name}: the leader (rank 0) serves the API, "
+                             "every other rank runs headless")
+    args = ["--nnodes", str(nodes), "--node-rank", str(node_rank),
+            "--master-addr", master_addr, "--master-port", str(master_port)]
+    if headless:
+        args.append("--headless")
+    return args
