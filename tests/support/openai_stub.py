@@ -7,6 +7,13 @@ It speaks what the gateway and Prometheus see from vLLM: `/health`, `/v1/models`
 costs `--itl-ms` after a first token at `--ttft-ms`, so work is proportional to max_tokens.
 `/stub/stats` reports what this replica did (requests, tokens, busy time) for assertions.
 
+For load tests (`tierscale bench`), all optional and off by default: `--ttft-ms-max` /
+`--itl-ms-max` draw each request's TTFT and its (constant) inter-token latency uniformly from
+[min, max], so TTFT and TPOT percentiles are known in advance; `--error-rate` answers that
+share of completions with an OpenAI-style 500 (counted as `errors` in /stub/stats);
+`stream_options: {include_usage: true}` gets a final usage chunk, as vLLM sends; `--seed`
+makes the draws repeatable; `--backlog` sizes the listen queue (vLLM/uvicorn: 2048).
+
 Standard library plus prometheus_client only, so it runs in a bare Debian rootfs
 (python3, python3-prometheus-client).
 """
@@ -16,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import signal
 import sys
 import threading
@@ -28,10 +36,15 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 class Replica:
-    def __init__(self, name: str, model: str, ttft_s: float, itl_s: float, api_key: str | None):
+    def __init__(self, name: str, model: str, ttft_s: float, itl_s: float, api_key: str | None,
+                 ttft_max_s: float | None = None, itl_max_s: float | None = None, error_rate: float = 0.0,
+                 seed: int | None = None):
         self.name, self.model, self.ttft_s, self.itl_s, self.api_key = name, model, ttft_s, itl_s, api_key
+        self.ttft_max_s, self.itl_max_s, self.error_rate = ttft_max_s, itl_max_s, error_rate
+        self.rng = random.Random(seed)
         self.lock = threading.Lock()
         self.requests = 0
+        self.errors = 0
         self.tokens = 0
         self.in_flight = 0
         self.busy_s = 0.0  # integral of in-flight requests over time
@@ -68,7 +81,15 @@ class Replica:
         self._account(0)
         with self.lock:
             return {"name": self.name, "requests": self.requests, "tokens": self.tokens,
-                    "in_flight": self.in_flight, "busy_s": round(self.busy_s, 4)}
+                    "in_flight": self.in_flight, "busy_s": round(self.busy_s, 4), "errors": self.errors}
+
+    def draw(self) -> tuple[float, float, bool]:
+        """This request's TTFT and inter-token latency (s), and whether it fails."""
+        with self.lock:
+            ttft = self.rng.uniform(self.ttft_s, self.ttft_max_s) if self.ttft_max_s else self.ttft_s
+            itl = self.rng.uniform(self.itl_s, self.itl_max_s) if self.itl_max_s else self.itl_s
+            fail = self.error_rate > 0 and self.rng.random() < self.error_rate
+            return ttft, itl, fail
 
 
 def make_handler(replica: Replica):
@@ -124,16 +145,24 @@ def make_handler(replica: Replica):
                 return
             n_tokens = int(body.get("max_tokens") or 16)
             prompt_tokens = len(json.dumps(body.get("messages") or body.get("prompt") or "")) // 4 + 1
+            ttft_s, itl_s, fail = replica.draw()
             with replica.lock:
                 replica.requests += 1
+                replica.errors += fail
+            if fail:
+                self._send(500, json.dumps({"object": "error", "type": "InternalServerError", "code": 500,
+                                            "message": "injected error (stub --error-rate)"}).encode())
+                self._count(500)
+                return
+            usage = (body.get("stream_options") or {}).get("include_usage")
             replica._account(+1)
             start = time.monotonic()
             try:
                 if body.get("stream"):
-                    self._stream(n_tokens, start)
+                    self._stream(n_tokens, start, ttft_s, itl_s, prompt_tokens if usage else None)
                 else:
-                    time.sleep(replica.ttft_s + replica.itl_s * (n_tokens - 1))
-                    replica.ttft.labels(replica.model).observe(replica.ttft_s)
+                    time.sleep(ttft_s + itl_s * (n_tokens - 1))
+                    replica.ttft.labels(replica.model).observe(ttft_s)
                     text = " ".join(f"t{i}" for i in range(n_tokens))
                     self._send(200, json.dumps({
                         "id": "cmpl-stub", "object": "chat.completion", "model": replica.model,
@@ -153,14 +182,15 @@ def make_handler(replica: Replica):
                 elapsed = time.monotonic() - start
                 replica.e2e.labels(m).observe(elapsed)
                 if n_tokens > 1:
-                    replica.tpot.labels(m).observe((elapsed - replica.ttft_s) / (n_tokens - 1))
+                    replica.tpot.labels(m).observe((elapsed - ttft_s) / (n_tokens - 1))
                 self._count(200)
             except (BrokenPipeError, ConnectionResetError):
                 self._count(499)
             finally:
                 replica._account(-1)
 
-        def _stream(self, n_tokens: int, start: float) -> None:
+        def _stream(self, n_tokens: int, start: float, ttft_s: float, itl_s: float,
+                    usage_prompt_tokens: int | None = None) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
@@ -171,15 +201,20 @@ def make_handler(replica: Replica):
                 self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
                 self.wfile.flush()
 
-            time.sleep(replica.ttft_s)
+            time.sleep(ttft_s)
             replica.ttft.labels(replica.model).observe(time.monotonic() - start)
             for i in range(n_tokens):
                 if i:
-                    time.sleep(replica.itl_s)
-                    replica.itl.labels(replica.model).observe(replica.itl_s)
+                    time.sleep(itl_s)
+                    replica.itl.labels(replica.model).observe(itl_s)
                 event = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": replica.model,
                          "served_by": replica.name, "created": int(time.time()),
                          "choices": [{"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}]}
+                chunk(f"data: {json.dumps(event)}\n\n")
+            if usage_prompt_tokens is not None:
+                event = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": replica.model, "choices": [],
+                         "usage": {"prompt_tokens": usage_prompt_tokens, "completion_tokens": n_tokens,
+                                   "total_tokens": usage_prompt_tokens + n_tokens}}
                 chunk(f"data: {json.dumps(event)}\n\n")
             chunk("data: [DONE]\n\n")
             self.wfile.write(b"0\r\n\r\n")
@@ -196,10 +231,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--served-model-name", default=os.environ.get("STUB_MODEL", "stub-model"))
     parser.add_argument("--ttft-ms", type=float, default=float(os.environ.get("STUB_TTFT_MS", 20)))
     parser.add_argument("--itl-ms", type=float, default=float(os.environ.get("STUB_ITL_MS", 5)))
+    parser.add_argument("--ttft-ms-max", type=float, default=None, help="draw TTFT uniformly from [--ttft-ms, this]")
+    parser.add_argument("--itl-ms-max", type=float, default=None, help="draw each request's ITL uniformly from [--itl-ms, this]")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of completions answered with a 500")
+    parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument("--backlog", type=int, default=5, help="listen queue length")
     args, _ = parser.parse_known_args(argv)  # tolerate the rest of a `vllm serve` command line
     replica = Replica(args.name, args.served_model_name, args.ttft_ms / 1000, args.itl_ms / 1000,
-                      os.environ.get("VLLM_API_KEY") or None)
-    server = ThreadingHTTPServer((args.host, args.port), make_handler(replica))
+                      os.environ.get("VLLM_API_KEY") or None,
+                      ttft_max_s=None if args.ttft_ms_max is None else args.ttft_ms_max / 1000,
+                      itl_max_s=None if args.itl_ms_max is None else args.itl_ms_max / 1000,
+                      error_rate=args.error_rate, seed=args.seed)
+    server_class = type("StubServer", (ThreadingHTTPServer,), {"request_queue_size": args.backlog})
+    server = server_class((args.host, args.port), make_handler(replica))
     server.daemon_threads = True
     # Like vLLM: SIGTERM means stop. (As a container's PID 1 the default action never fires.)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
