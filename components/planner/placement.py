@@ -484,9 +484,14 @@ def _replicas_problem(d: ModelDemand, fleet: Fleet, eligible: list[Node], placed
     others = sum(len(g.gpu_indices) for r in all_placed if r.model != d.name for g in r.groups if g.node in names)
     used = f"; other models use {others} GPUs of those nodes" if others else ""
     left = ", ".join(f"{n.name} ({packer.room(n)} free)" for n in eligible if packer.room(n)) or "none"
-    hint = "lower replicas or add GPUs" if fleet.tier == "small" else f"lower replicas or add {d.gpu_types[0]} nodes"
+    # "lower replicas" only when there is a lower count to go to (never for 1 replica).
+    hint = ("lower replicas or " if d.replicas > 1 else "") + (
+        "add GPUs" if fleet.tier == "small" else f"add {d.gpu_types[0]} nodes")
+    if others:
+        hint += " or move other models off those nodes"
+    noun = "replica" if d.replicas == 1 else "replicas"
     return PlacementProblem(_key(d.where, "replicas"), (
-        f"{d.replicas} replicas of {d.name} need {d.replicas} x {d.gpus_per_replica} GPUs ({_shape(d)}) on "
+        f"{d.replicas} {noun} of {d.name} need {d.replicas} x {d.gpus_per_replica} GPUs ({_shape(d)}) on "
         f"{_types(d)} nodes; {got}{used}; free GPUs left there: {left}; {hint}"))
 
 
