@@ -224,7 +224,7 @@ def test_not_enough_room_for_the_replicas():
     result = solve(fleet, [ModelDemand("llama-70b", 8, H100, replicas=3, where="models[0]")])
     assert messages(result) == [
         "models[0].replicas: 3 replicas of llama-70b need 3 x 8 GPUs (tensorParallel 8) on h100-80gb nodes; "
-        "only 2 fit (gpu-h100-01, gpu-h100-02); free GPUs left there: none; lower replicas or add h100-80gb nodes or move other models off those nodes"]
+        "only 2 fit (gpu-h100-01, gpu-h100-02); free GPUs left there: none; lower replicas or add h100-80gb nodes"]
     assert result.unplaced == (("llama-70b", 2),) and len(result.replicas) == 2
 
 
@@ -236,7 +236,7 @@ def test_not_enough_room_names_other_models_and_free_gpus():
     assert messages(result) == [
         "models[1].replicas: 3 replicas of small need 3 x 2 GPUs (tensorParallel 2) on h100-80gb nodes; "
         "only 2 fit (gpu-1 x2); other models use 12 GPUs of those nodes; free GPUs left there: none; "
-        "lower replicas or add h100-80gb nodes"]
+        "lower replicas or add h100-80gb nodes or move other models off those nodes"]
 
 
 def test_pipeline_stages_need_more_nodes_than_there_are():
@@ -262,7 +262,7 @@ def test_mixed_fleet_never_puts_an_h100_model_on_l40s():
     assert [r.leader.node for r in result.replicas] == ["h"]
     assert messages(result) == [
         "models[0].replicas: 2 replicas of m need 2 x 4 GPUs (tensorParallel 4) on h100-80gb nodes; only 1 fit (h); "
-        "free GPUs left there: none; lower replicas or add h100-80gb nodes or move other models off those nodes"]
+        "free GPUs left there: none; lower replicas or add h100-80gb nodes"]
     assert place(fleet, [ModelDemand("m", 4, (H100, L40S), replicas=2)]).for_model("m")[1].leader.node == "l"
 
 
