@@ -14,7 +14,7 @@ PYTHON ?= python3
 # netavark runs iptables, which Debian's podman only suggests). python3-venv for the venvs.
 # Installed with --no-install-recommends, so this list names everything the suite runs; it is
 # checked on a brand-new Debian 12 rootfs by .ci/fresh-machine-check (README, "Tests").
-APT_PACKAGES := python3 python3-venv nginx-light prometheus openssl debootstrap systemd-container iproute2 \
+APT_PACKAGES := python3 python3-venv nginx-light libnginx-mod-http-js prometheus openssl debootstrap systemd-container iproute2 \
 	openssh-client podman runc netavark aardvark-dns iptables redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

@@ -12,15 +12,16 @@ import yaml
 
 from components import templating
 from components.observability import alerts, dashboard, metrics
-from components.serving import probes, versions
+from components.serving import model_router, probes, versions
 from components.serving.vllm_args import API_KEY_ENV, VLLM_PORT, vllm_serve_args
 from components.spec import ResolvedStack
 
 NGINX_STATUS_PORT = 8081
-# Passive health: after MAX_FAILS failed attempts within FAIL_TIMEOUT the replica is taken
-# out of rotation for FAIL_TIMEOUT, then tried again.
-MAX_FAILS = 2
-FAIL_TIMEOUT_S = 3
+# Passive health (the same figures LiteLLM's cooldowns use below).
+MAX_FAILS = model_router.MAX_FAILS
+FAIL_TIMEOUT_S = model_router.FAIL_TIMEOUT_S
+# Where the gateway container reads the model router's njs script (compose.yaml mounts it).
+ROUTER_JS_PATH = f"/etc/nginx/tierscale/{model_router.JS_FILE}"
 
 IMAGES = {
     "vllm": versions.VLLM_IMAGE,
@@ -68,30 +69,21 @@ def vllm_services(stack: ResolvedStack) -> list[VllmService]:
 
 def upstreams(stack: ResolvedStack, servers_by_model: dict[str, list[str]]) -> list[dict]:
     return [
-        {"name": m.name, "upstream": f"vllm_{m.name.replace('-', '_')}", "servers": servers_by_model[m.name]}
+        {"name": m.name, "upstream": model_router.upstream_name(m.name), "servers": servers_by_model[m.name]}
         for m in stack.models
     ]
 
 
 def nginx_conf(stack: ResolvedStack, name: str, servers_by_model: dict[str, list[str]], *, listen: str,
                status_listen: str, runtime_dir: str = "/var/run", log_dir: str = "/var/log/nginx",
-               temp_dir: str = "/var/cache/nginx", tls_dir: str = "/etc/nginx/tls") -> str:
-    """nginx.conf; the keyword arguments let tests run the same file on 127.0.0.1."""
-    return templating.render(
-        "small/nginx.conf.j2",
-        stack_name=name,
-        models=upstreams(stack, servers_by_model),
-        gateway=stack.spec.gateway,
-        listen=listen,
-        status_listen=status_listen,
-        max_fails=MAX_FAILS,
-        fail_timeout_s=FAIL_TIMEOUT_S,
-        pid_path=f"{runtime_dir}/nginx.pid",
-        error_log=f"{log_dir}/error.log",
-        access_log=f"{log_dir}/access.log",
-        temp_dir=temp_dir,
-        tls=stack.spec.security.tls,
-        tls_dir=tls_dir,
+               temp_dir: str = "/var/cache/nginx", tls_dir: str = "/etc/nginx/tls",
+               js_path: str = ROUTER_JS_PATH) -> str:
+    """nginx.conf (the shared model router config); the keyword arguments let tests run the
+    same file on 127.0.0.1."""
+    return model_router.nginx_conf(
+        stack, name, servers_by_model, role="Compose gateway", listen=listen, status_listen=status_listen,
+        js_path=js_path, pid_path=f"{runtime_dir}/nginx.pid", error_log=f"{log_dir}/error.log",
+        access_log=f"{log_dir}/access.log", temp_dir=temp_dir, tls=stack.spec.security.tls, tls_dir=tls_dir,
     )
 
 
@@ -190,6 +182,7 @@ def compose_project(stack: ResolvedStack, name: str) -> dict[str, str]:
         files["nginx/nginx.conf"] = nginx_conf(
             stack, name, servers, listen=str(gateway.port), status_listen=str(NGINX_STATUS_PORT)
         )
+        files[f"nginx/{model_router.JS_FILE}"] = model_router.router_js()
     else:
         files["litellm/config.yaml"] = yaml.safe_dump(litellm_config(stack, servers), sort_keys=False)
     if monitoring.enabled:

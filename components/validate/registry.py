@@ -70,6 +70,13 @@ def nginx_syntax(out: Path) -> Outcome:
         conf = re.sub(r"^(pid|error_log) [^ ;]+", lambda m: f"{m.group(1)} {tmp}/{m.group(1)}", conf, flags=re.M)
         conf = re.sub(r"(access_log) [^ ;]+", rf"\1 {tmp}/access.log", conf)
         conf = re.sub(r"(_temp_path) [^ ;]+", rf"\1 {tmp}", conf)
+        # The model router's njs script: the rendered one beside nginx.conf, so nginx -t
+        # compiles the very file the gateway mounts.
+        conf = re.sub(r"^(\s*js_import \w+ from )[^ ;]+/([\w.-]+\.js);",
+                      lambda m: f"{m.group(1)}{out / 'compose' / 'nginx' / m.group(2)};", conf, flags=re.M)
+        modules = [m for m in re.findall(r"^load_module ([^ ;]+);", conf, flags=re.M) if not Path(m).exists()]
+        if modules:
+            return Outcome("nginx -t", False, f"{', '.join(modules)} missing (make setup installs libnginx-mod-http-js)")
         if "ssl_certificate " in conf:
             # The real certificate lives only on the host; check the config with a throwaway one.
             _self_signed(Path(tmp))

@@ -26,8 +26,8 @@ def _commands(result):
 
 def test_graph_counts_and_parenting(small_dev):
     counts = Counter(r.type for r in small_dev.resources)
-    # 8 rendered files + secrets.env + grafana.env + compose up; one generated Grafana password.
-    assert counts == {"tierscale:small:SmallTier": 1, "command:local:Command": 11,
+    # 9 rendered files + secrets.env + grafana.env + compose up; one generated Grafana password.
+    assert counts == {"tierscale:small:SmallTier": 1, "command:local:Command": 12,
                       "random:index/randomPassword:RandomPassword": 1}
     root = next(r for r in small_dev.resources if r.type == "tierscale:small:SmallTier")
     assert all(r.parent == root.urn for r in small_dev.resources if r is not root)
@@ -38,7 +38,8 @@ def test_every_rendered_file_is_copied_by_a_command(small_dev):
     rendered = {p.relative_to(small_dev.out_dir / "compose").as_posix(): p.read_text()
                 for p in (small_dev.out_dir / "compose").rglob("*") if p.is_file()}
     assert set(rendered) == {
-        "compose.yaml", "nginx/nginx.conf", "prometheus/prometheus.yml", "prometheus/rules/tierscale-alerts.yml",
+        "compose.yaml", "nginx/nginx.conf", "nginx/model_router.js", "prometheus/prometheus.yml",
+        "prometheus/rules/tierscale-alerts.yml",
         "dcgm/counters.csv", "grafana/provisioning/datasources/prometheus.yml",
         "grafana/provisioning/dashboards/tierscale.yml", "grafana/dashboards/tierscale-serving.json",
     }
@@ -96,7 +97,7 @@ def test_ssh_target_uses_remote_commands_with_secret_key(tmp_path):
         "tierscale:target": json.dumps(target), "tierscale:sshPrivateKey": "-----BEGIN PLANTED KEY-----"},
         extra_secret_keys={"tierscale:sshPrivateKey"})
     remote = [r for r in result.resources if r.type == "command:remote:Command"]
-    assert len(remote) == 11 and not [r for r in result.resources if r.type == "command:local:Command"]
+    assert len(remote) == 12 and not [r for r in result.resources if r.type == "command:local:Command"]
     for r in remote:
         # The connection carries the private key, so Pulumi keeps the whole object secret.
         assert r.inputs["connection"] == "[secret]"

@@ -13,11 +13,19 @@ import time
 import httpx
 import pytest
 
+from components.serving.model_router import router_js
 from components.small.project import FAIL_TIMEOUT_S, nginx_conf
 from tests.support.processes import Nginx, free_port, start_stubs, wait_http
 from tests.support.stacks import small_stack
 
 API_KEY = "test-key-not-a-secret"
+
+
+def write_router_js(directory) -> str:
+    """The njs script the Compose project mounts next to nginx.conf."""
+    path = directory / "model_router.js"
+    path.write_text(router_js())
+    return str(path)
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 
 
@@ -29,6 +37,7 @@ def gateway(tmp_path):
         small_stack(), "live-test", {"llama-8b": [s.address for s in stubs]},
         listen=f"127.0.0.1:{port}", status_listen=f"127.0.0.1:{status_port}",
         runtime_dir=str(tmp_path), log_dir=str(tmp_path / "logs"), temp_dir=str(tmp_path / "tmp"),
+        js_path=write_router_js(tmp_path),
     )
     nginx = Nginx(conf, tmp_path).start()
     wait_http(f"http://127.0.0.1:{status_port}/gateway/health")

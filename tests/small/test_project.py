@@ -59,7 +59,7 @@ def test_tls_gateway_passes_nginx_t(tmp_path):
 
 def test_monitoring_off_renders_no_monitoring(tmp_path):
     files = compose_project(small_stack(monitoring={"enabled": False}), "bare")
-    assert set(files) == {"compose.yaml", "nginx/nginx.conf"}
+    assert set(files) == {"compose.yaml", "nginx/nginx.conf", "nginx/model_router.js"}
     services = yaml.safe_load(files["compose.yaml"])["services"]
     assert not {"prometheus", "grafana", "dcgm-exporter"} & set(services)
     _write(files, tmp_path)

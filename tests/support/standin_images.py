@@ -15,8 +15,9 @@ from tests.support.testhosts import base_rootfs
 
 HERE = Path(__file__).parent
 BASE = "localhost/tierscale-standin-base:bookworm-v1"
-DEBIAN = "localhost/tierscale-standin-debian:bookworm-v1"
-PACKAGES = ["nginx-light", "wget", "prometheus", "prometheus-node-exporter", "prometheus-nginx-exporter"]
+DEBIAN = "localhost/tierscale-standin-debian:bookworm-v2"
+# libnginx-mod-http-js: the gateway's model router (njs), at the path the nginx image has it.
+PACKAGES = ["nginx-light", "libnginx-mod-http-js", "wget", "prometheus", "prometheus-node-exporter", "prometheus-nginx-exporter"]
 
 # upstream image key (components/small/project.py IMAGES) -> (tag, Containerfile lines after FROM)
 STANDINS = {
@@ -25,7 +26,7 @@ STANDINS = {
         "RUN printf '#!/bin/sh\\nexec python3 /opt/stub/openai_stub.py \"$@\"\\n' > /usr/local/bin/vllm && chmod 755 /usr/local/bin/vllm",
         'ENTRYPOINT ["vllm", "serve"]',
     ]),
-    "nginx": ("localhost/standin-nginx:1", [
+    "nginx": ("localhost/standin-nginx:2", [
         "RUN mkdir -p /var/cache/nginx /var/log/nginx",
         'CMD ["nginx", "-g", "daemon off;"]',
     ]),
