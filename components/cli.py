@@ -262,6 +262,127 @@ def schema(
     out.print("up to date" if check else "written: Pulumi.yaml, docs/config-reference.md")
 
 
+migrate_app = typer.Typer(no_args_is_help=True, help="Move a deployment between stacks: plan, check, run.")
+app.add_typer(migrate_app, name="migrate")
+
+
+@migrate_app.command("plan")
+def migrate_plan(
+    source: str = typer.Option(..., "--from", help="Source stack (what serves today)"),
+    destination: str = typer.Option(..., "--to", help="Destination stack"),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="rolling|buffer|fallback (default: recommended)"),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable plan (stable keys)"),
+    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+) -> None:
+    """Explain a move between two stacks: what changes, the strategy, traffic steps and SLO gates."""
+    from components.migration.plan import STRATEGIES, plan_migration
+    from components.spec import Problem
+    from components.spec.stack_file import load_stack
+    from components.suggestions import suggestion
+
+    if strategy is not None and strategy not in STRATEGIES:
+        _fail_spec(SpecError([Problem("--strategy", f"{strategy!r} is not allowed{suggestion(strategy, STRATEGIES)}; "
+                                      f"allowed: {', '.join(STRATEGIES)}")], "migrate plan"))
+    try:
+        src, dst = load_stack(source, stacks_dir), load_stack(destination, stacks_dir)
+    except SpecError as error:
+        _fail_spec(error)
+    result = plan_migration(source, src, destination, dst, strategy)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        return
+    out.print(f"[bold]{source} -> {destination}[/]" + (f"  (tier {result.tier_change})" if result.tier_change else ""))
+    changes = Table(title="what changes")
+    for col in ("model", "change", "detail", "cold start s"):
+        changes.add_column(col)
+    for c in result.changes:
+        changes.add_row(c.name, c.change, c.detail, str(result.cold_start_s.get(c.name, "-")))
+    out.print(changes)
+    costs = Table(title="strategies (extra capacity during the switch)")
+    for col in ("strategy", "extra GPUs", "extra cost USD", ""):
+        costs.add_column(col)
+    for s, n in result.extra_gpus.items():
+        usd = result.extra_cost_usd[s]
+        costs.add_row(s, str(n), "-" if usd is None else f"{usd:,.0f}",
+                      "recommended" if s == result.recommended else ("chosen" if s == result.strategy else ""))
+    out.print(costs)
+    out.print(f"strategy: {result.strategy} — {result.why}", markup=False)
+    out.print("traffic: " + " -> ".join(f"{s['percent']}% ({s['hold']})" for s in result.traffic_steps), markup=False)
+    gates = Table(title="gates (every step; a failure returns the destination's weight to 0)")
+    for col in ("gate", "pass when", "PromQL"):
+        gates.add_column(col, overflow="fold")
+    for g in result.gates:
+        gates.add_row(g.name, f"{g.op} {g.threshold:g} {g.unit}", g.promql)
+    out.print(gates)
+    for phase in result.phases:
+        out.print(f"{phase['id']} {phase['name']}: " + "; ".join(phase["tasks"]), markup=False)
+    out.print(f"rollback: {result.rollback}", markup=False)
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+
+
+@migrate_app.command("check")
+def migrate_check(
+    stack: str = typer.Option(..., "--stack", "-s", help="Stack to check"),
+    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+) -> None:
+    """Is a tier change due for the load this stack is planned for? Exit 0 no, 1 yes."""
+    from components.migration.triggers import check
+    from components.spec.stack_file import load_stack
+
+    try:
+        report = check(load_stack(stack, stacks_dir))
+    except SpecError as error:
+        _fail_spec(error)
+    verdict = f"move to {report.next_tier}" if report.due else "no tier change due"
+    out.print(f"{stack} ({report.tier}): {verdict}: " + "; ".join(report.reasons), markup=False)
+    if report.due:
+        raise typer.Exit(1)
+
+
+@app.command()
+def bench(
+    stack: Optional[str] = typer.Option(None, "--stack", "-s", help="Load-test this stack's gateway (URL, first model, SLO from the stack file)"),
+    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Base URL of any OpenAI-compatible API, e.g. http://host:8000"),
+    model: Optional[str] = typer.Option(None, "--model", help="Model name to send (default with --stack: the first model's served name)"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TIERSCALE_API_KEY", show_default=False,
+                                          help="Bearer key; prefer the TIERSCALE_API_KEY environment variable"),
+    insecure: bool = typer.Option(False, "--insecure", help="Do not verify the endpoint's TLS certificate"),
+    rate: Optional[float] = typer.Option(None, "--rate", help="Requests/s with Poisson (gamma) arrivals"),
+    burstiness: Optional[float] = typer.Option(None, "--burstiness", help="Gamma shape of the arrival gaps: 1 Poisson, <1 burstier (default 1)"),
+    concurrency: Optional[int] = typer.Option(None, "--concurrency", help="Requests in flight (closed loops; with --rate: a cap)"),
+    duration: Optional[float] = typer.Option(None, "--duration", help="Seconds to send for"),
+    requests: Optional[int] = typer.Option(None, "--requests", help="Requests to send (default 200 when neither is given)"),
+    prompt_tokens: Optional[int] = typer.Option(None, "--prompt-tokens", help="Synthetic prompt tokens (default 512)"),
+    output_tokens: Optional[int] = typer.Option(None, "--output-tokens", help="max_tokens per request (default 128)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", help="synthetic | sharegpt-like | a ShareGPT .json | an Azure-trace .csv (replayed at its arrival times)"),
+    time_scale: Optional[float] = typer.Option(None, "--time-scale", help="Trace replay speed-up: arrival times are divided by it"),
+    warmup: Optional[int] = typer.Option(None, "--warmup", help="Requests sent and discarded before measuring"),
+    scenario: Optional[str] = typer.Option(None, "--scenario", help="Scenario file, FILE:NAME for one, or a shipped name (whitepaper)"),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Comma-separated rates, one run each, with a latency-vs-load report"),
+    report_dir: Optional[Path] = typer.Option(None, "--report", help="Directory for the sweep's PNGs and report.html (default bench-report/)"),
+    ttft_p99_ms: Optional[float] = typer.Option(None, "--ttft-p99-ms", help="Gate: TTFT p99 at most this (default: the stack's SLO)"),
+    tpot_p99_ms: Optional[float] = typer.Option(None, "--tpot-p99-ms", help="Gate: TPOT p99 at most this (default: the stack's SLO)"),
+    max_error_rate: Optional[float] = typer.Option(None, "--max-error-rate", help="Gate: error rate at most this fraction (default 1 - availability, or 0.01)"),
+    stop_error_rate: Optional[float] = typer.Option(None, "--stop-error-rate", help="Stop the run (and fail) once the error rate exceeds this fraction"),
+    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to this file"),
+    seed: int = typer.Option(0, "--seed", help="Seed for arrivals and synthetic prompts"),
+    timeout_s: float = typer.Option(300.0, "--timeout", help="Seconds one request may take"),
+) -> None:
+    """Load-test an OpenAI-compatible endpoint: TTFT, TPOT, ITL, E2E, throughput, goodput, SLO gates."""
+    from components.bench.command import Options, execute
+
+    code = execute(Options(
+        stack=stack, stacks_dir=stacks_dir, endpoint=endpoint, model=model, api_key=api_key, insecure=insecure, rate=rate,
+        burstiness=burstiness, concurrency=concurrency, duration=duration, requests=requests, prompt_tokens=prompt_tokens,
+        output_tokens=output_tokens, dataset=dataset, time_scale=time_scale, warmup=warmup, scenario=scenario, sweep=sweep,
+        ttft_p99_ms=ttft_p99_ms, tpot_p99_ms=tpot_p99_ms, max_error_rate=max_error_rate, stop_error_rate=stop_error_rate,
+        json_path=json_path, report_dir=report_dir, seed=seed, timeout_s=timeout_s), out, err)
+    if code:
+        raise typer.Exit(code)
+
+
 def main() -> None:
     try:
         app()
