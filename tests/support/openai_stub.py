@@ -95,6 +95,7 @@ class Replica:
 def make_handler(replica: Replica):
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"  # keepalive and chunked streaming, like uvicorn
+        disable_nagle_algorithm = True  # TCP_NODELAY, like uvicorn: a token chunk is not held for the last one's ACK
 
         def log_message(self, *args):  # quiet
             pass
@@ -242,7 +243,11 @@ def main(argv: list[str] | None = None) -> None:
                       ttft_max_s=None if args.ttft_ms_max is None else args.ttft_ms_max / 1000,
                       itl_max_s=None if args.itl_ms_max is None else args.itl_ms_max / 1000,
                       error_rate=args.error_rate, seed=args.seed)
-    server_class = type("StubServer", (ThreadingHTTPServer,), {"request_queue_size": args.backlog})
+    def handle_error(self, request, client_address):  # a client closing a keep-alive connection is not an error
+        if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
+            ThreadingHTTPServer.handle_error(self, request, client_address)
+
+    server_class = type("StubServer", (ThreadingHTTPServer,), {"request_queue_size": args.backlog, "handle_error": handle_error})
     server = server_class((args.host, args.port), make_handler(replica))
     server.daemon_threads = True
     # Like vLLM: SIGTERM means stop. (As a container's PID 1 the default action never fires.)
