@@ -20,7 +20,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
-from components.medium import addons, autoscaling, gitops, k8s_resources, manifests, monitoring, names, network
+from components.medium import addons, autoscaling, efa, gitops, k8s_resources, manifests, monitoring, names, network
 from components.medium.eks import EksCluster, EksClusterArgs
 from components.spec import ResolvedStack
 from components.spec.model import EksTarget, KubernetesTarget
@@ -57,7 +57,8 @@ class MediumTier(pulumi.ComponentResource):
         # --- cluster and provider ---------------------------------------------------------
         self.eks: Optional[EksCluster] = None
         if isinstance(target, EksTarget):
-            self.eks = EksCluster(f"{name}-cluster", EksClusterArgs(target, stack.gpu.product_label, args.stack_name),
+            self.eks = EksCluster(f"{name}-cluster", EksClusterArgs(target, stack.gpu.product_label, args.stack_name,
+                                                                    efa_interfaces=efa.node_interfaces(stack)),
                                   opts=pulumi.ResourceOptions(parent=self))
             kubeconfig, context = self.eks.kubeconfig, None
             provider_deps = [self.eks.system_nodes, self.eks.gpu_nodes, self.eks.ebs_csi]

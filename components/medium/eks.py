@@ -5,6 +5,16 @@ per AZ for nodes), the control plane at a pinned Kubernetes version, a system no
 GPU node group (NVIDIA AMI, GPU product label, `nvidia.com/gpu` NoSchedule taint), IAM roles,
 and the EBS CSI driver (via EKS Pod Identity) for model caches. Outputs a kubeconfig that
 authenticates with `aws eks get-token`.
+
+With `efa_interfaces` (a multi-node model on an EFA instance type, components/medium/efa.py)
+the GPU node group is launched for EFA, as the AWS docs require
+(https://docs.aws.amazon.com/eks/latest/userguide/device-management-efa.html,
+https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-acc-inst-types.html,
+https://docs.aws.amazon.com/AWSEC2/latest/UserGuide/efa-start.html): a launch template with
+one EFA per network card (card 0 "efa", i.e. EFA with ENA, as the primary interface; the
+others "efa-only"), a security group that allows all traffic to and from itself, a cluster
+placement group, and therefore one subnet (one AZ) for the GPU nodes. The EKS AL2023 NVIDIA
+AMI carries the host EFA software; the device plugin is a Helm add-on.
 """
 
 from __future__ import annotations
@@ -62,6 +72,19 @@ class EksClusterArgs:
     target: EksTarget
     gpu_product_label: str
     stack_name: str
+    # EFA interfaces to attach to each GPU node (0: none).
+    efa_interfaces: int = 0
+
+
+GPU_DISK_GIB = 500
+
+
+def efa_network_interfaces(count: int, security_groups: list) -> list:
+    """One EFA per network card: card 0 as the primary interface (EFA with ENA: an EFA-only
+    interface cannot be primary), cards 1.. EFA-only (no IP addresses used up)."""
+    return [aws.ec2.LaunchTemplateNetworkInterfaceArgs(
+        network_card_index=i, device_index=0, interface_type="efa" if i == 0 else "efa-only",
+        security_groups=security_groups, delete_on_termination="true") for i in range(count)]
 
 
 class EksCluster(pulumi.ComponentResource):
@@ -126,9 +149,36 @@ class EksCluster(pulumi.ComponentResource):
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(min_size=sys_ng.min_size, max_size=sys_ng.max_size,
                                                               desired_size=sys_ng.desired_size),
             labels={"tierscale.dev/pool": "system"}, opts=after_policies)
+        gpu_launch: dict = {"subnet_ids": subnet_ids, "disk_size": GPU_DISK_GIB}
+        if args.efa_interfaces:
+            efa_sg = aws.ec2.SecurityGroup(f"{name}-efa", vpc_id=self.vpc.id, tags={**tags, "Name": f"{name}-efa"},
+                                           description="EFA: all traffic to and from this group (EFA requirement)",
+                                           opts=child)
+            aws.vpc.SecurityGroupIngressRule(f"{name}-efa-in", security_group_id=efa_sg.id, ip_protocol="-1",
+                                             referenced_security_group_id=efa_sg.id, opts=child)
+            aws.vpc.SecurityGroupEgressRule(f"{name}-efa-out", security_group_id=efa_sg.id, ip_protocol="-1",
+                                            referenced_security_group_id=efa_sg.id, opts=child)
+            placement = aws.ec2.PlacementGroup(f"{name}-gpu", strategy="cluster", tags=tags, opts=child)
+            # Interfaces in a launch template replace the node group's defaults: the cluster
+            # security group must be listed with the EFA one.
+            groups = [self.cluster.vpc_config.cluster_security_group_id, efa_sg.id]
+            self.gpu_launch_template = aws.ec2.LaunchTemplate(
+                f"{name}-gpu", tags=tags, opts=child,
+                network_interfaces=efa_network_interfaces(args.efa_interfaces, groups),
+                placement=aws.ec2.LaunchTemplatePlacementArgs(group_name=placement.name),
+                # With a launch template the node group's disk_size is not allowed.
+                block_device_mappings=[aws.ec2.LaunchTemplateBlockDeviceMappingArgs(
+                    device_name="/dev/xvda", ebs=aws.ec2.LaunchTemplateBlockDeviceMappingEbsArgs(
+                        volume_size=GPU_DISK_GIB, volume_type="gp3", encrypted="true",
+                        delete_on_termination="true"))],
+                metadata_options=aws.ec2.LaunchTemplateMetadataOptionsArgs(
+                    http_endpoint="enabled", http_tokens="required", http_put_response_hop_limit=2))
+            # A cluster placement group is in one AZ: the GPU nodes use the first private subnet.
+            gpu_launch = {"subnet_ids": subnet_ids[:1], "launch_template": aws.eks.NodeGroupLaunchTemplateArgs(
+                id=self.gpu_launch_template.id, version=self.gpu_launch_template.latest_version.apply(lambda v: None if v is None else str(v)))}
         self.gpu_nodes = aws.eks.NodeGroup(
-            f"{name}-gpu", cluster_name=self.cluster.name, node_role_arn=node_role.arn, subnet_ids=subnet_ids,
-            instance_types=[gpu_ng.instance_type], ami_type=GPU_AMI, disk_size=500, tags=tags,
+            f"{name}-gpu", cluster_name=self.cluster.name, node_role_arn=node_role.arn, **gpu_launch,
+            instance_types=[gpu_ng.instance_type], ami_type=GPU_AMI, tags=tags,
             scaling_config=aws.eks.NodeGroupScalingConfigArgs(min_size=gpu_ng.min_size, max_size=gpu_ng.max_size,
                                                               desired_size=gpu_ng.desired_size),
             # The product label lets vLLM pods schedule before GPU feature discovery has run.

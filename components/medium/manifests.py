@@ -26,6 +26,11 @@ CHECKOV_SKIPS = {
     "checkov.io/skip2": "CKV_K8S_15=IfNotPresent on a pinned tag avoids re-pulling a ~10 GB image on every cold start",
     "checkov.io/skip3": "CKV_K8S_35=vLLM reads its API key only from VLLM_API_KEY or argv; env from a Secret keeps it off argv",
 }
+# A headless worker serves no HTTP: what it lacks on purpose (on its pods, with the reason).
+WORKER_CHECKOV_SKIPS = {
+    "checkov.io/skip4": "CKV_K8S_8=Headless vLLM worker: no HTTP server to probe; a dead worker exits and LWS recreates its group",
+    "checkov.io/skip5": "CKV_K8S_9=Headless vLLM worker: readiness is the leader's /health, which answers once every worker joined",
+}
 EKS_STORAGE_CLASS = "gp3"
 
 
@@ -223,8 +228,10 @@ def leader_worker_set(model: ResolvedModel, stack: ResolvedStack, ns: str) -> di
     group_labels = {**labels(model)}
 
     def template(role: str) -> dict:
-        return {"metadata": {"labels": {**group_labels, ROLE_LABEL: role}},
-                "spec": pod_spec(model, stack, role)}
+        meta: dict = {"labels": {**group_labels, ROLE_LABEL: role}}
+        if role == WORKER:
+            meta["annotations"] = dict(WORKER_CHECKOV_SKIPS)
+        return {"metadata": meta, "spec": pod_spec(model, stack, role)}
 
     return {
         "apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet",

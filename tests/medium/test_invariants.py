@@ -31,11 +31,11 @@ def test_deployment_invariants(medium, name):
     result = medium[name]
     deployments = of_kind(result, "Deployment")
     assert deployments
-    tp = {f"vllm-{m.name}": m.tensor_parallel for m in result.stack.models}
+    per_pod = {f"vllm-{m.name}": m.gpus_per_node for m in result.stack.models}
     for d in deployments:
         pod = d["spec"]["template"]["spec"]
         (c,) = pod["containers"]
-        gpus = str(tp[d["metadata"]["name"]])
+        gpus = str(per_pod[d["metadata"]["name"]])
         assert c["resources"]["requests"]["nvidia.com/gpu"] == c["resources"]["limits"]["nvidia.com/gpu"] == gpus
         assert pod["terminationGracePeriodSeconds"] >= c["lifecycle"]["preStop"]["sleep"]["seconds"] + probes.VLLM_SHUTDOWN_TIMEOUT_S
         assert c["args"][c["args"].index("--shutdown-timeout") + 1] == str(probes.VLLM_SHUTDOWN_TIMEOUT_S)
