@@ -5,17 +5,30 @@ ansible/site.yml` runs the roles with them. Variables carry role prefixes (`nvid
 `vllm_*` ...) so each role reads only its own. vLLM arguments come from the shared builder and
 the DCGM collector list from the shared metric list, like every other tier. Secrets are never
 written here: `vllm_api_key` / `vllm_hf_token` live in Ansible Vault.
+
+Everything per host comes from the placement (components.planner.placement, run by the spec's
+resolver); nothing here re-derives it:
+- `vllm_units`: one systemd unit per replica placed on the host (`vllm-<model>-<replica>`),
+  role `single` (the whole replica on this host), `leader` (node rank 0 of a multi-node
+  replica: serves the API) or `worker` (node rank >= 1, headless), with the GPU ids of its rank
+  group (CUDA_VISIBLE_DEVICES), its API port, and for multi-node replicas the leader's address,
+  the master port, the rendezvous port base and every member of the group.
+- the host's own GPU facts (its `gpuType`, default `gpu.type`): expected GPU count, type,
+  product name and the NCCL bus-bandwidth floor of its interconnect.
 """
 
 from __future__ import annotations
 
+from typing import Optional
+
 import yaml
 
+from components.facts import gpu_catalog
 from components.observability.metrics import dcgm_counters_csv
 from components.serving import probes, versions
-from components.serving.vllm_args import VLLM_PORT, vllm_serve_args
-from components.spec import ResolvedStack
-from components.spec.model import BaremetalTarget
+from components.serving.vllm_args import MULTINODE_MASTER_PORT, VLLM_PORT, vllm_multinode_args, vllm_serve_args
+from components.spec import ResolvedModel, ResolvedStack
+from components.spec.model import BaremetalHost, BaremetalTarget
 
 GROUPS = ("gpu_nodes", "inference", "k8s_workers", "nvswitch_nodes")
 VLLM_VERSION = versions.VLLM_IMAGE.rsplit(":v", 1)[1]
@@ -24,22 +37,105 @@ VLLM_VERSION = versions.VLLM_IMAGE.rsplit(":v", 1)[1]
 # broken NVLink or a PCIe fallback lands far below it.
 BUSBW_FLOOR_FRACTION = 0.6
 
+# Ports a multi-node replica uses between its hosts (vLLM 0.18.0, vllm-project/vllm@v0.18.0):
+# - the master port: the leader listens on it for the workers (torch.distributed store; default
+#   29501, vllm/config/parallel.py:239-250). A second multi-node leader on the same host takes
+#   the next port.
+# - vLLM's own ZMQ message queues bind ephemeral ports unless VLLM_PORT is set; then they take
+#   VLLM_PORT and scan upward to the first free port (vllm/utils/network_utils.py:190-205,
+#   vllm/envs.py:546-550). Each multi-node unit gets VLLM_PORT=RENDEZVOUS_PORT_BASE, so those
+#   ports stay inside RENDEZVOUS_PORT_BASE .. +RENDEZVOUS_PORT_COUNT-1.
+# - NCCL and Gloo pick their own listening ports from the kernel's ephemeral range
+#   (net.ipv4.ip_local_port_range, 32768-60999 by default); there is no setting to pin them.
+# The vllm role opens exactly these between the members of each group (nftables), and drops
+# the master port and the rendezvous range from anyone else.
+RENDEZVOUS_PORT_BASE = 29600
+RENDEZVOUS_PORT_COUNT = 100
 
-def min_busbw_gbps(stack: ResolvedStack) -> float:
-    return round(BUSBW_FLOOR_FRACTION * stack.gpu.interconnect.bandwidth_gbs / 2, 1)
+
+def min_busbw_gbps(gpu_type: str) -> float:
+    """The all_reduce_perf floor for one host's GPU type (its intra-node interconnect)."""
+    return round(BUSBW_FLOOR_FRACTION * gpu_catalog()[gpu_type].interconnect.bandwidth_gbs / 2, 1)
+
+
+def host_gpu_type(stack: ResolvedStack, host: BaremetalHost) -> str:
+    return host.gpu_type or stack.spec.gpu.type
+
+
+def _api_port(model_index: int, models: int, ordinal: int) -> int:
+    """The API port of a single-node replica / multi-node leader: VLLM_PORT + the model's index,
+    plus the number of models for every earlier replica of the same model on the same host
+    (two replicas of one model on one host need two ports)."""
+    return VLLM_PORT + model_index + models * ordinal
+
+
+def units_by_host(stack: ResolvedStack) -> dict[str, list[dict]]:
+    """Every host's vLLM units, from the placement (hosts with none map to [])."""
+    target = stack.spec.target
+    assert isinstance(target, BaremetalTarget)
+    address = {h.name: h.address for h in target.hosts}
+    units: dict[str, list[dict]] = {h.name: [] for h in target.hosts}
+    api_ordinal: dict[tuple[str, str], int] = {}
+    leaders_on: dict[str, int] = {}
+    for mi, m in enumerate(stack.models):
+        for rp in m.placement:
+            name = f"{m.name}-{rp.replica}"
+            leader = rp.leader.node
+            key = (leader, m.name)
+            port = _api_port(mi, len(stack.models), api_ordinal.get(key, 0))
+            api_ordinal[key] = api_ordinal.get(key, 0) + 1
+            base = {"name": name, "model": m.name, "replica": rp.replica, "startup_budget_s": m.startup_budget_s}
+            if not rp.spans_nodes:
+                units[leader].append({**base, "role": "single", "node_rank": 0, "gpu_ids": list(rp.leader.gpu_indices),
+                                      "port": port, "args": vllm_serve_args(m, port)})
+                continue
+            master_port = MULTINODE_MASTER_PORT + leaders_on.get(leader, 0)
+            leaders_on[leader] = leaders_on.get(leader, 0) + 1
+            members = [{"host": g.node, "address": address[g.node], "node_rank": rank} for rank, g in enumerate(rp.groups)]
+            for rank, group in enumerate(rp.groups):
+                unit = {**base, "role": "leader" if rank == 0 else "worker", "node_rank": rank,
+                        "nnodes": len(rp.groups), "gpu_ids": list(group.gpu_indices), "stages": list(group.stages),
+                        "leader": leader, "master_addr": address[leader], "master_port": master_port,
+                        "rendezvous_port": RENDEZVOUS_PORT_BASE, "members": [dict(x) for x in members]}
+                if rank == 0:
+                    unit["port"] = port  # the API; workers run --headless and serve none
+                unit["args"] = vllm_serve_args(m, port) + _multinode_args(m, rank, address[leader], master_port)
+                units[group.node].append(unit)
+    for host_units in units.values():
+        host_units.sort(key=lambda u: (u["model"], u["replica"]))
+    return units
+
+
+def _multinode_args(m: ResolvedModel, rank: int, master_addr: str, master_port: int) -> list[str]:
+    # The shared builder (components.serving.vllm_args, also used by the medium tier's
+    # LeaderWorkerSet): --nnodes N --node-rank i --master-addr A --master-port P [--headless].
+    return vllm_multinode_args(m, rank, master_addr, headless=rank != 0, master_port=master_port)
+
+
+def _host_vars(stack: ResolvedStack, host: BaremetalHost, units: list[dict]) -> dict:
+    gpu_type = host_gpu_type(stack, host)
+    facts = gpu_catalog()[gpu_type]
+    out: dict[str, object] = {
+        "ansible_host": host.address,
+        "gpu_validation_expected_gpus": host.gpus,
+        "gpu_validation_gpu_type": gpu_type,
+        "gpu_validation_gpu_product": facts.product_label,
+        "gpu_validation_min_busbw_gbps": min_busbw_gbps(gpu_type),
+        # VLLM_HOST_IP of this host's multi-node units (resolved on the host if a name).
+        "vllm_host_address": host.address,
+        "vllm_units": units,
+    }
+    return out
 
 
 def inventory(stack: ResolvedStack) -> dict:
     target = stack.spec.target
     assert isinstance(target, BaremetalTarget)
+    units = units_by_host(stack)
     hosts = {}
     groups: dict[str, dict] = {g: {"hosts": {}} for g in GROUPS}
     for host in target.hosts:
-        hosts[host.name] = {
-            "ansible_host": host.address,
-            "gpu_validation_expected_gpus": host.gpus,
-            "vllm_models": list(host.models),
-        }
+        hosts[host.name] = _host_vars(stack, host, units[host.name])
         if host.gpus:
             groups["gpu_nodes"]["hosts"][host.name] = None
         if "inference" in host.roles:
@@ -64,26 +160,21 @@ def group_vars(stack: ResolvedStack) -> dict:
         "vllm_image": versions.VLLM_IMAGE,
         "vllm_shutdown_timeout_s": probes.VLLM_SHUTDOWN_TIMEOUT_S,
         "vllm_api_auth": stack.spec.security.api_auth,
-        # One port per model, so a host can serve several.
-        "vllm_served_models": {
-            m.name: {
-                "args": vllm_serve_args(m, VLLM_PORT + i),
-                "port": VLLM_PORT + i,
-                "gpus": m.gpus_per_replica,
-                "startup_budget_s": m.startup_budget_s,
-            }
-            for i, m in enumerate(stack.models)
-        },
+        "vllm_rendezvous_ports": f"{RENDEZVOUS_PORT_BASE}-{RENDEZVOUS_PORT_BASE + RENDEZVOUS_PORT_COUNT - 1}",
         "monitoring_agents_dcgm_exporter_image": versions.DCGM_EXPORTER_IMAGE,
         "monitoring_agents_dcgm_counters": dcgm_counters_csv(),
-        "gpu_validation_min_busbw_gbps": min_busbw_gbps(stack),
     }
+
+
+def unit(stack: ResolvedStack, host: str, name: str) -> Optional[dict]:
+    """One host's unit by name (tests, debugging)."""
+    return next((u for u in units_by_host(stack)[host] if u["name"] == name), None)
 
 
 def files(stack: ResolvedStack) -> dict[str, str]:
     header = ("# Rendered by tierscale from the stack spec; edit the stack, not this file.\n"
               "# Secrets (vllm_api_key, vllm_hf_token) go in group_vars/all/vault.yml, encrypted with ansible-vault.\n")
     return {
-        "inventory.yml": header + yaml.safe_dump(inventory(stack), sort_keys=False),
+        "inventory.yml": header + yaml.safe_dump(inventory(stack), sort_keys=False, width=200, default_flow_style=None),
         "group_vars/all/tierscale.yml": header + yaml.safe_dump(group_vars(stack), sort_keys=False, width=200),
     }

@@ -1,5 +1,9 @@
-"""Two real Debian 12 hosts (debootstrap rootfs, systemd-nspawn, network namespaces) and an
-inventory for them made by `tierscale inventory` from a stack file, like an operator would."""
+"""Two real Debian 12 hosts (debootstrap rootfs, systemd-nspawn, network namespaces, and a
+direct link between them for multi-node groups) and an inventory for them made by
+`tierscale inventory` from a stack file, like an operator would.
+
+The stack places one llama-8b replica on each host (GPU 2) and one qwen-7b replica across both
+(tensorParallel 2 x pipelineParallel 2: leader on node-a, worker on node-b, GPUs 0,1 of each)."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli
-from tests.support.testhosts import STUB, AptProxy, TestHost, base_rootfs, kill_ssh_control_masters
+from tests.support.testhosts import STUB, VLLM_STUB, AptProxy, TestHost, base_rootfs, kill_ssh_control_masters, link_hosts
 
 ANSIBLE_DIR = REPO / "ansible"
 API_KEY = "test-api-key-for-the-stub"
@@ -29,23 +33,29 @@ config:
     hosts:
       - name: node-a
         address: {a}
-        gpus: 1
+        gpus: 3
         roles: [inference]
-        models: [llama-8b]
+        models: [llama-8b, qwen-7b]
       - name: node-b
         address: {b}
-        gpus: 1
+        gpus: 3
         nvswitch: true
         roles: [inference, k8s_worker]
-        models: [llama-8b]
+        models: [llama-8b, qwen-7b]
   tierscale:gpu:
     type: l40s
-    perNode: 1
+    perNode: 2
   tierscale:models:
     - id: meta-llama/Llama-3.1-8B-Instruct
       name: llama-8b
       maxModelLen: 8192
       replicas: 2
+    - id: Qwen/Qwen2.5-7B-Instruct
+      name: qwen-7b
+      maxModelLen: 8192
+      tensorParallel: 2
+      pipelineParallel: 2
+      replicas: 1
 """
 
 
@@ -101,10 +111,12 @@ def _install_stub_vllm(host: TestHost) -> None:
     stub_dir = host.root / "opt/tierscale/stub"
     stub_dir.mkdir(parents=True)
     shutil.copy(STUB, stub_dir / "openai_stub.py")
+    shutil.copy(VLLM_STUB, stub_dir / "vllm_stub.py")
     exe = host.root / "opt/tierscale/vllm/venv/bin/vllm"
     exe.parent.mkdir(parents=True)
-    # `vllm serve MODEL --host H --port P ...` -> the stub, which ignores flags it does not know.
-    exe.write_text("#!/bin/sh\nexec /usr/bin/python3 /opt/tierscale/stub/openai_stub.py \"$@\"\n")
+    # `vllm serve MODEL --host H --port P ...` -> the stub, which ignores flags it does not know;
+    # with --nnodes it rendezvous with the rest of its group (tests/support/vllm_stub.py).
+    exe.write_text("#!/bin/sh\nexec /usr/bin/python3 /opt/tierscale/stub/vllm_stub.py \"$@\"\n")
     exe.chmod(0o755)
 
 
@@ -124,6 +136,7 @@ def lab(tmp_path_factory):
         for h in hosts:
             h.prepare(base, (work / "id_ed25519.pub").read_text())
             _install_stub_vllm(h)
+        link_hosts(hosts[0], hosts[1])
         proxy = AptProxy(hosts, work / "apt-proxy.log")
         for h in hosts:
             h.boot(work / f"{h.name}.console.log")

@@ -29,6 +29,8 @@ INCLUDE = ["systemd", "systemd-sysv", "dbus", "openssh-server", "python3", "pyth
            "ca-certificates", "python3-prometheus-client"]
 APT_PROXY = Path(__file__).with_name("apt_proxy.py")
 STUB = Path(__file__).with_name("openai_stub.py")
+# `vllm serve` stand-in: the OpenAI stub, or a multi-node rendezvous on the rendered addresses.
+VLLM_STUB = Path(__file__).with_name("vllm_stub.py")
 PROXY_PORT = 3142
 
 
@@ -148,6 +150,25 @@ class TestHost:
         subprocess.run(["ip", "link", "del", self.veth_host], capture_output=True)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def link_hosts(a: TestHost, b: TestHost) -> None:
+    """A direct cable between two hosts, as the network their multi-node groups talk over: a
+    veth pair `t<tag>x<index>` with one end in each host's namespace, and a /32 route to the
+    other host's address over it (source: the host's own address). Nothing in the machine's
+    own namespace forwards between the hosts. Deleting a host's namespace removes the cable."""
+    subprocess.run(["ip", "link", "add", link_interface(a), "type", "veth", "peer", "name", link_interface(b)], check=True)
+    for host, peer in ((a, b), (b, a)):
+        end = link_interface(host)
+        subprocess.run(["ip", "link", "set", end, "netns", host.netns], check=True)
+        subprocess.run(["ip", "-n", host.netns, "link", "set", end, "up"], check=True)
+        subprocess.run(["ip", "-n", host.netns, "route", "add", f"{peer.address}/32", "dev", end, "src", host.address],
+                       check=True)
+
+
+def link_interface(host: TestHost) -> str:
+    """The interface `link_hosts` gave `host` (inside its namespace)."""
+    return f"t{host.tag}x{host.index}"
 
 
 class AptProxy:

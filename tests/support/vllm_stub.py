@@ -1,0 +1,195 @@
+#!/usr/bin/env python3
+"""Stand-in for `vllm serve` on the bare-metal test hosts, at the vLLM unit's ExecStart.
+
+Single node (no --nnodes, or 1): the OpenAI stub (openai_stub.py, next to this file).
+
+Multi-node (vLLM 0.18.0's native launcher flags: --nnodes N --node-rank i --master-addr A
+--master-port P, --headless on workers), a rendezvous shaped like vLLM's on the addresses and
+ports the unit renders:
+  leader (rank 0)  listens on 0.0.0.0:P (the torch.distributed store). A worker connects from
+                   VLLM_HOST_IP and says hello with the port it listens on (NCCL/Gloo: ephemeral);
+                   the leader answers with its message-queue port (VLLM_PORT, scanning upward
+                   like vLLM's get_open_port), the worker connects there, and the leader
+                   connects back to the worker's port. Once N-1 workers joined, the leader
+                   serves the OpenAI API (/health) like vLLM after engine start-up. If a worker
+                   leaves, the leader exits 1 (vLLM's engine dies with its group).
+  worker (rank i)  does its side of the above and stays connected; exits 1 when the leader
+                   goes away (systemd restarts it; its ExecStartPre waits for the leader).
+Connections that close without a hello (port probes: ExecStartPre, wait_for) are ignored.
+Every check of the rendered environment fails loudly: VLLM_HOST_IP must be an address of this
+host and GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME an interface of it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def log(msg: str) -> None:
+    print(f"vllm-stub: {msg}", flush=True)
+
+
+def fail(msg: str, code: int = 2) -> None:
+    log(f"error: {msg}")
+    os._exit(code)
+
+
+def check_environment() -> str:
+    host_ip = os.environ.get("VLLM_HOST_IP", "")
+    if not host_ip:
+        fail("VLLM_HOST_IP is not set")
+    try:
+        with socket.socket() as s:
+            s.bind((host_ip, 0))
+    except OSError as e:
+        fail(f"VLLM_HOST_IP={host_ip} is not an address of this host: {e}")
+    for var in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
+        name = os.environ.get(var, "").lstrip("=^")
+        if not name or not Path(f"/sys/class/net/{name}").exists():
+            fail(f"{var}={os.environ.get(var, '')!r} is not an interface of this host")
+    if not os.environ.get("VLLM_PORT", "").isdigit():
+        fail("VLLM_PORT is not set to a port")
+    return host_ip
+
+
+def open_port(base: int) -> socket.socket:
+    """vLLM's get_open_port with VLLM_PORT set: the first free port from the base upward."""
+    port = base
+    while True:
+        s = socket.socket()
+        try:
+            s.bind(("0.0.0.0", port))
+            s.listen(16)
+            return s
+        except OSError:
+            s.close()
+            port += 1
+
+
+def read_line(conn: socket.socket) -> bytes:
+    data = b""
+    while not data.endswith(b"\n"):
+        chunk = conn.recv(1024)
+        if not chunk:
+            return b""
+        data += chunk
+    return data
+
+
+def hold(conn: socket.socket, why: str) -> None:
+    """Block until the peer goes away, then exit 1."""
+    try:
+        while conn.recv(1024):
+            pass
+    except OSError:
+        pass
+    fail(why, 1)
+
+
+def leader(args, host_ip: str, rest: list[str]) -> None:
+    store = socket.socket()
+    store.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    store.bind(("0.0.0.0", args.master_port))
+    store.listen(16)
+    queue = open_port(int(os.environ["VLLM_PORT"]))
+    log(f"leader of {args.nnodes} nodes on {host_ip}: master port {args.master_port}, "
+        f"message queue {queue.getsockname()[1]}")
+    joined: dict[int, list[socket.socket]] = {}
+    ready = threading.Event()
+
+    def accept_queue() -> None:
+        while True:
+            conn, peer = queue.accept()
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+            log(f"message queue connection from {peer[0]}")
+
+    threading.Thread(target=accept_queue, daemon=True).start()
+
+    def serve(conn: socket.socket, peer) -> None:
+        line = read_line(conn)
+        if not line:
+            conn.close()  # a port probe
+            return
+        hello = json.loads(line)
+        rank = int(hello["rank"])
+        conn.sendall(json.dumps({"mq_port": queue.getsockname()[1]}).encode() + b"\n")
+        back = socket.create_connection((hello["host_ip"], int(hello["data_port"])), timeout=10)
+        back.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        joined[rank] = [conn, back]
+        log(f"worker rank {rank} joined from {peer[0]} (VLLM_HOST_IP {hello['host_ip']}, "
+            f"connected back to {hello['data_port']})")
+        if len(joined) == args.nnodes - 1:
+            ready.set()
+        hold(conn, f"worker rank {rank} ({peer[0]}) left the group")
+
+    def accept_store() -> None:
+        while True:
+            conn, peer = store.accept()
+            threading.Thread(target=serve, args=(conn, peer), daemon=True).start()
+
+    threading.Thread(target=accept_store, daemon=True).start()
+    ready.wait()
+    log("group is whole; serving the API")
+    import openai_stub
+
+    openai_stub.main(rest)
+
+
+def worker(args, host_ip: str) -> None:
+    data = socket.socket()
+    data.bind((host_ip, 0))  # like NCCL/Gloo: an ephemeral port on the group interface
+    data.listen(4)
+    store = socket.socket()
+    store.bind((host_ip, 0))
+    store.connect((args.master_addr, args.master_port))
+    hello = {"rank": args.node_rank, "host_ip": host_ip, "data_port": data.getsockname()[1]}
+    store.sendall(json.dumps(hello).encode() + b"\n")
+    reply = read_line(store)
+    if not reply:
+        fail("the leader closed the connection before the rendezvous", 1)
+    mq = socket.create_connection((args.master_addr, json.loads(reply)["mq_port"]), timeout=10,
+                                  source_address=(host_ip, 0))
+    data.settimeout(30)
+    back, _ = data.accept()
+    log(f"worker rank {args.node_rank} joined leader {args.master_addr}:{args.master_port} from {host_ip}")
+    threading.Thread(target=hold, args=(mq, "the leader's message queue closed"), daemon=True).start()
+    threading.Thread(target=hold, args=(back, "the leader's connection back closed"), daemon=True).start()
+    hold(store, f"leader {args.master_addr}:{args.master_port} went away")
+
+
+def main(argv: list[str]) -> None:
+    if argv and argv[0] == "serve":
+        argv = argv[1:]
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--nnodes", type=int, default=1)
+    parser.add_argument("--node-rank", type=int, default=0)
+    parser.add_argument("--master-addr", default="")
+    parser.add_argument("--master-port", type=int, default=29501)
+    parser.add_argument("--headless", action="store_true")
+    args, _ = parser.parse_known_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
+    if args.nnodes <= 1:
+        import openai_stub
+
+        openai_stub.main(argv)
+        return
+    if args.headless != (args.node_rank != 0):
+        fail(f"node rank {args.node_rank} with headless={args.headless}: only workers run headless")
+    host_ip = check_environment()
+    if args.node_rank == 0:
+        leader(args, host_ip, argv)
+    else:
+        worker(args, host_ip)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
