@@ -45,30 +45,33 @@ class Gate:
                 "op": self.op, "record": self.record, "why": self.why}
 
 
-def _p99(hist: str, selector: str) -> str:
-    return f"histogram_quantile(0.99, sum by (le) (rate({metric(hist)}_bucket{selector}[{WINDOW}])))"
+def _p99(hist: str, selector: str, window: str = WINDOW) -> str:
+    return f"histogram_quantile(0.99, sum by (le) (rate({metric(hist)}_bucket{selector}[{window}])))"
 
 
-def _error_ratio(selector: str) -> str:
+def _error_ratio(selector: str, window: str = WINDOW) -> str:
     http = metric("http_requests_total")
     inner = selector[1:-1]
     errors = f'{{{inner}{"," if inner else ""}handler=~"/v1/.*",status="5xx"}}'
     total = f'{{{inner}{"," if inner else ""}handler=~"/v1/.*"}}'
-    return f"(sum(rate({http}{errors}[{WINDOW}])) or vector(0)) / sum(rate({http}{total}[{WINDOW}]))"
+    return f"(sum(rate({http}{errors}[{window}])) or vector(0)) / sum(rate({http}{total}[{window}]))"
 
 
-def gates(dst_selector: str, src_selector: str, ttft_p99_ms: float, tpot_p99_ms: float) -> list[Gate]:
-    """The gates a step must pass: the destination's SLOs, and no regression against the source."""
-    ttft_dst = _p99("vllm:time_to_first_token_seconds", dst_selector)
-    tpot_dst = _p99("vllm:request_time_per_output_token_seconds", dst_selector)
+def gates(dst_selector: str, src_selector: str, ttft_p99_ms: float, tpot_p99_ms: float,
+          window: str = WINDOW) -> list[Gate]:
+    """The gates a step must pass: the destination's SLOs, and no regression against the source.
+    `window` is the range of every rate() (a PromQL duration; tests use seconds)."""
+    ttft_dst = _p99("vllm:time_to_first_token_seconds", dst_selector, window)
+    tpot_dst = _p99("vllm:request_time_per_output_token_seconds", dst_selector, window)
     return [
         Gate("ttft_p99_seconds", ttft_dst, "<=", ttft_p99_ms / 1000, "s",
              "TTFT p99 of the new deployment within the destination's slo.ttftP99Ms"),
         Gate("tpot_p99_seconds", tpot_dst, "<=", tpot_p99_ms / 1000, "s/token",
              "TPOT p99 of the new deployment within the destination's slo.tpotP99Ms"),
-        Gate("error_ratio_increase", f"({_error_ratio(dst_selector)}) - ({_error_ratio(src_selector)} or vector(0))",
+        Gate("error_ratio_increase",
+             f"({_error_ratio(dst_selector, window)}) - ({_error_ratio(src_selector, window)} or vector(0))",
              "<=", ERROR_RATE_TOLERANCE, "ratio", "error rate no higher than the source's (P1: no increase)"),
-        Gate("ttft_p99_change", f"({ttft_dst}) / ({_p99('vllm:time_to_first_token_seconds', src_selector)})",
+        Gate("ttft_p99_change", f"({ttft_dst}) / ({_p99('vllm:time_to_first_token_seconds', src_selector, window)})",
              "<=", MAX_LATENCY_INCREASE, "ratio", "TTFT p99 at most 10% above the source's (P1: latency change < 10%)"),
     ]
 

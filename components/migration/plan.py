@@ -53,6 +53,10 @@ class MigrationPlan:
     cold_start_s: dict[str, int]
     tier_change: Optional[str]
     warnings: list[str] = field(default_factory=list)
+    # What the gates were built with (`migrate run` re-derives the source's baseline terms).
+    dst_selector: str = '{deployment="dst"}'
+    src_selector: str = '{deployment="src"}'
+    gate_window: str = gate_defs.WINDOW
 
     def to_json(self) -> dict:
         return {
@@ -69,6 +73,8 @@ class MigrationPlan:
             "extra_cost_usd_by_strategy": self.extra_cost_usd,
             "cold_start_s": self.cold_start_s,
             "warnings": self.warnings,
+            "selectors": {"destination": self.dst_selector, "source": self.src_selector},
+            "gate_window": self.gate_window,
         }
 
 
@@ -149,7 +155,7 @@ def _recommend(src: ResolvedStack, dst: ResolvedStack, changes: list[ModelChange
 
 def plan_migration(src_name: str, src: ResolvedStack, dst_name: str, dst: ResolvedStack,
                    strategy: Optional[str] = None, dst_selector: str = '{deployment="dst"}',
-                   src_selector: str = '{deployment="src"}') -> MigrationPlan:
+                   src_selector: str = '{deployment="src"}', window: str = gate_defs.WINDOW) -> MigrationPlan:
     changes = _changes(src, dst)
     recommended, why = _recommend(src, dst, changes)
     chosen = strategy or recommended
@@ -172,7 +178,7 @@ def plan_migration(src_name: str, src: ResolvedStack, dst_name: str, dst: Resolv
     cost = {s: (None if price is None else round(n * price * hours, 2)) for s, n in extra.items()}
     if price is None:
         warnings.append(f"no price for {dst.spec.gpu.type}: extra cost not computed")
-    gate_list = gate_defs.gates(dst_selector, src_selector, dst.spec.slo.ttft_p99_ms, dst.spec.slo.tpot_p99_ms)
+    gate_list = gate_defs.gates(dst_selector, src_selector, dst.spec.slo.ttft_p99_ms, dst.spec.slo.tpot_p99_ms, window)
     steps = [{"percent": p, "hold": f"{HOLD_MINUTES}m"} for p in CANARY_STEPS]
     cold = {m.name: m.startup_budget_s for m in dst.models}
     rollback = ("set the destination's weight to 0 (nginx upstream weight / HTTPRoute backendRef weight / Route 53 "
@@ -181,5 +187,13 @@ def plan_migration(src_name: str, src: ResolvedStack, dst_name: str, dst: Resolv
     tier_change = None if src.spec.tier == dst.spec.tier else f"{src.spec.tier} -> {dst.spec.tier}"
     return MigrationPlan(src_name, dst_name, chosen, recommended, why, changes, steps, gate_list,
                          _phases(chosen, gate_list, src_name, dst_name), rollback, extra, cost, cold, tier_change,
-                         warnings)
+                         warnings, dst_selector, src_selector, window)
+
+
+def hold_seconds(hold: str) -> float:
+    """A step's hold ("30m", "90s", "1h") in seconds."""
+    units = {"s": 1, "m": 60, "h": 3600}
+    if not hold or hold[-1] not in units:
+        raise ValueError(f"hold {hold!r}: expected a number followed by s, m or h")
+    return float(hold[:-1]) * units[hold[-1]]
 
