@@ -16,11 +16,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import TYPE_CHECKING, Optional
 
-import numpy as np
-
-from components.bench.client import RunResult
+if TYPE_CHECKING:  # the client imports Locust (gevent patching): only when a run starts
+    from components.bench.client import RunResult
 
 
 @dataclass(frozen=True)
@@ -31,6 +30,8 @@ class Slo:
 
 
 def stats_ms(values_s: list[float]) -> dict:
+    import numpy as np
+
     if not values_s:
         return {"mean": None, "p50": None, "p90": None, "p99": None}
     a = np.asarray(values_s, dtype=float) * 1000.0
@@ -39,7 +40,7 @@ def stats_ms(values_s: list[float]) -> dict:
             "p99": round(float(p99), 3)}
 
 
-def summarize(result: RunResult, slo: Slo) -> dict:
+def summarize(result: "RunResult", slo: Slo) -> dict:
     outcomes = result.outcomes
     ok = [o for o in outcomes if o.ok]
     errors = len(outcomes) - len(ok)
