@@ -22,6 +22,7 @@ import yaml
 
 from components.medium import addons, autoscaling, efa, gitops, k8s_resources, manifests, monitoring, names, network
 from components.medium.eks import EksCluster, EksClusterArgs
+from components.medium import router
 from components.spec import ResolvedStack
 from components.spec.model import EksTarget, KubernetesTarget
 
@@ -40,6 +41,8 @@ def workload_manifests(stack: ResolvedStack, ns: str) -> list[dict]:
     docs = network.network_policies(stack, ns)
     for model in stack.models:
         docs += manifests.model_manifests(model, stack, ns)
+    # One base URL for every model: the entry point's `/` goes to the model router.
+    docs += router.router_manifests(stack, ns)
     docs.append(network.entry_point(stack, ns))
     return docs
 

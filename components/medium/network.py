@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from components.medium import multinode
 from components.medium.names import MONITORING_NAMESPACE, PART_OF, ROLE_LABEL, TLS_SECRET_NAME, workload
+from components.medium.router import ROUTER_NAME, ROUTER_PORT
 from components.serving.vllm_args import VLLM_PORT
 from components.spec import ResolvedStack
 
@@ -75,9 +76,9 @@ def ingress(stack: ResolvedStack, ns: str) -> dict:
         annotations["cert-manager.io/cluster-issuer"] = tls.cluster_issuer
     paths = [{"path": f"/{m.name}(/|$)(.*)", "pathType": "ImplementationSpecific",
               "backend": {"service": {"name": workload(m.name), "port": {"name": "http"}}}} for m in stack.models]
-    # The first model also answers at the root, for clients that only know one base URL.
+    # One base URL for every model: the root goes to the model router (the body's `model`).
     paths.append({"path": "/()(.*)", "pathType": "ImplementationSpecific",
-                  "backend": {"service": {"name": workload(stack.models[0].name), "port": {"name": "http"}}}})
+                  "backend": {"service": {"name": ROUTER_NAME, "port": {"name": "http"}}}})
     rule: dict = {"http": {"paths": paths}}
     spec: dict = {"ingressClassName": stack.platform.routing.ingress_class, "rules": [rule]}
     if tls.hostname:
@@ -105,8 +106,9 @@ def http_route(stack: ResolvedStack, ns: str) -> dict:
             "backendRefs": [{"name": workload(m.name), "port": VLLM_PORT}],
             "timeouts": {"request": "0s"},  # streams may run for minutes; no route-level cap
         })
+    # One base URL for every model: the root goes to the model router (the body's `model`).
     rules.append({"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                  "backendRefs": [{"name": workload(stack.models[0].name), "port": VLLM_PORT}],
+                  "backendRefs": [{"name": ROUTER_NAME, "port": ROUTER_PORT}],
                   "timeouts": {"request": "0s"}})
     spec: dict = {"parentRefs": [parent], "rules": rules}
     if tls.hostname:

@@ -71,7 +71,8 @@ def test_existing_cluster_mode(medium):
     assert provider.inputs["context"] == "prod-gpu"
     assert not [r for r in result.resources if r.type.startswith("aws:")]
     counts = Counter(r.type for r in result.resources)
-    assert counts["kubernetes:apps/v1:Deployment"] == 2 and counts["kubernetes:keda.sh/v1alpha1:ScaledObject"] == 2
+    # Two models and the model router.
+    assert counts["kubernetes:apps/v1:Deployment"] == 3 and counts["kubernetes:keda.sh/v1alpha1:ScaledObject"] == 2
     assert counts["kubernetes:core/v1:PersistentVolumeClaim"] == 2  # shared RWX caches off EKS
     gpu_operator = next(r for r in of_type(result, "kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "gpu-operator")
     assert gpu_operator.inputs["values"]["driver"]["enabled"] is True
@@ -112,7 +113,9 @@ def test_eks_mode(medium):
     assert storage.inputs["provisioner"] == "ebs.csi.aws.com"
     # EBS is ReadWriteOnce: a per-pod ephemeral cache instead of a shared PVC.
     assert not of_type(result, "kubernetes:core/v1:PersistentVolumeClaim")
-    volumes = one(result, "kubernetes:apps/v1:Deployment").inputs["spec"]["template"]["spec"]["volumes"]
+    (vllm,) = [d for d in of_type(result, "kubernetes:apps/v1:Deployment")
+               if d.inputs["metadata"]["labels"]["app.kubernetes.io/component"] == "vllm"]
+    volumes = vllm.inputs["spec"]["template"]["spec"]["volumes"]
     cache = next(v for v in volumes if v["name"] == "model-cache")
     assert cache["ephemeral"]["volumeClaimTemplate"]["spec"]["storageClassName"] == "gp3"
     assert result.outputs["kubeconfig"] == "[secret]"
@@ -133,4 +136,5 @@ def test_gitops_mode_applies_the_application_not_the_workloads(medium):
     one(result, "kubernetes:core/v1:Secret")  # secrets stay with Pulumi, never in Git
     files = sorted(p.name for p in (result.out_dir / "gitops").glob("*.yaml"))
     kinds = Counter(name.split("-")[1] for name in files)
-    assert kinds["deployment"] == 2 and kinds["scaledobject"] == 2 and kinds["secret"] == 0
+    # Two models and the model router.
+    assert kinds["deployment"] == 3 and kinds["scaledobject"] == 2 and kinds["secret"] == 0

@@ -29,7 +29,8 @@ def of_kind(result, kind):
 @pytest.mark.parametrize("name", STACKS)
 def test_deployment_invariants(medium, name):
     result = medium[name]
-    deployments = of_kind(result, "Deployment")
+    # vLLM's Deployments (the model router is tested in test_router.py).
+    deployments = [d for d in of_kind(result, "Deployment") if d["metadata"]["labels"].get("app.kubernetes.io/component") == "vllm"]
     assert deployments
     per_pod = {f"vllm-{m.name}": m.gpus_per_node for m in result.stack.models}
     for d in deployments:
@@ -89,6 +90,8 @@ def test_every_promql_expression_parses_and_uses_listed_metrics(medium, name):
     for rule in of_kind(medium[name], "PrometheusRule"):
         exprs += [r["expr"] for g in rule["spec"]["groups"] for r in g["rules"]]
     for cm in of_kind(medium[name], "ConfigMap"):
+        if cm["metadata"]["labels"].get("app.kubernetes.io/component") == "model-router":
+            continue  # nginx.conf and njs, no PromQL
         for text in cm["data"].values():
             exprs += [t["expr"] for p in json.loads(text)["panels"] for t in p["targets"]]
     assert len(exprs) >= 20

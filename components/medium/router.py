@@ -1,0 +1,173 @@
+"""The model router: one base URL for every model on Kubernetes.
+
+The Ingress / HTTPRoute sends `/` here; the router reads the request body's `model` and
+proxies to that model's Service, exactly as the Compose gateway does: the same nginx config
+and njs script (components/serving/model_router.py, templates/gateway/), with each model's
+Service as its upstream. `/<model-name>/` path prefixes still go straight to one model's
+Service (components/medium/network.py).
+
+Manifests: a ConfigMap (nginx.conf, model_router.js), a Deployment of the pinned nginx image
+(it ships njs), a Service, a PodDisruptionBudget and the NetworkPolicies that let the ingress
+controller reach the router and the router reach the vLLM pods (and nothing else).
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+from components.medium.names import APP_LABEL, COMPONENT_LABEL, PART_OF, workload
+from components.serving import model_router, versions
+from components.serving.vllm_args import VLLM_PORT
+from components.spec import ResolvedStack
+
+ROUTER_NAME = "tierscale-model-router"
+ROUTER_PORT = VLLM_PORT  # clients see the same port whichever way they come in
+STATUS_PORT = 8081
+REPLICAS = 2
+CONFIG_DIR = "/etc/nginx/tierscale"
+RUN_AS_ID = 10001
+NS_NAME_LABEL = "kubernetes.io/metadata.name"
+CHECKOV_SKIPS = {
+    "checkov.io/skip1": "CKV_K8S_43=Images are pinned by version tag; digests need registry access at render time",
+    "checkov.io/skip2": "CKV_K8S_15=IfNotPresent on a pinned tag: a restart never depends on the registry",
+}
+
+
+def labels() -> dict[str, str]:
+    return {APP_LABEL: ROUTER_NAME, COMPONENT_LABEL: "model-router", **PART_OF}
+
+
+def selector() -> dict[str, str]:
+    return {APP_LABEL: ROUTER_NAME}
+
+
+def service_address(model_name: str, ns: str) -> str:
+    return f"{workload(model_name)}.{ns}.svc.cluster.local:{VLLM_PORT}"
+
+
+def nginx_conf(stack: ResolvedStack, ns: str, servers: dict[str, list[str]] | None = None, *,
+               listen: str = str(ROUTER_PORT), status_listen: str = str(STATUS_PORT),
+               js_path: str = f"{CONFIG_DIR}/{model_router.JS_FILE}", pid_path: str = "/tmp/nginx.pid",
+               error_log: str = "stderr", access_log: str = "/dev/stdout", temp_dir: str = "/tmp") -> str:
+    """The router's nginx.conf: each model's Service as its upstream. The keyword arguments
+    let tests run the same file on 127.0.0.1."""
+    servers = servers or {m.name: [service_address(m.name, ns)] for m in stack.models}
+    return model_router.nginx_conf(
+        stack, ns, servers, role="Kubernetes model router", listen=listen, status_listen=status_listen,
+        js_path=js_path, pid_path=pid_path, error_log=error_log, access_log=access_log, temp_dir=temp_dir,
+        tls={"enabled": False}, tls_dir="", worker_processes="2",
+    )
+
+
+def config_map(stack: ResolvedStack, ns: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "ConfigMap",
+        "metadata": {"name": ROUTER_NAME, "namespace": ns, "labels": labels()},
+        "data": {"nginx.conf": nginx_conf(stack, ns), model_router.JS_FILE: model_router.router_js()},
+    }
+
+
+def deployment(stack: ResolvedStack, ns: str, config: dict) -> dict:
+    # A config change rolls the pods (a ConfigMap update alone would not reach nginx).
+    checksum = hashlib.sha256("".join(config["data"][k] for k in sorted(config["data"])).encode()).hexdigest()
+    health = {"httpGet": {"path": "/gateway/health", "port": "status"}, "timeoutSeconds": 2}
+    container = {
+        "name": "nginx",
+        "image": versions.NGINX_IMAGE,
+        "imagePullPolicy": "IfNotPresent",
+        # nginx itself, not the image's entrypoint scripts (they rewrite files under /etc/nginx).
+        "command": ["nginx", "-c", f"{CONFIG_DIR}/nginx.conf", "-g", "daemon off;"],
+        "ports": [{"name": "http", "containerPort": ROUTER_PORT, "protocol": "TCP"},
+                  {"name": "status", "containerPort": STATUS_PORT, "protocol": "TCP"}],
+        "resources": {"requests": {"cpu": "250m", "memory": "128Mi"}, "limits": {"cpu": "2", "memory": "512Mi"}},
+        "readinessProbe": {**health, "periodSeconds": 5, "failureThreshold": 2},
+        "livenessProbe": {**health, "periodSeconds": 10, "failureThreshold": 3},
+        # Let the endpoints drop the pod before nginx stops accepting; then the image's
+        # STOPSIGNAL SIGQUIT is nginx's graceful quit: running streams finish (up to the grace
+        # period, the gateway's read timeout), new connections go to the other router.
+        "lifecycle": {"preStop": {"sleep": {"seconds": 15}}},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "runAsNonRoot": True,
+            "runAsUser": RUN_AS_ID,
+            "runAsGroup": RUN_AS_ID,
+            "readOnlyRootFilesystem": True,
+        },
+        "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
+                         {"name": "tmp", "mountPath": "/tmp"}],
+    }
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": ROUTER_NAME, "namespace": ns, "labels": labels(), "annotations": dict(CHECKOV_SKIPS)},
+        "spec": {
+            "replicas": REPLICAS,
+            "selector": {"matchLabels": selector()},
+            "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+            "template": {
+                "metadata": {"labels": labels(), "annotations": {"tierscale.dev/config-sha256": checksum}},
+                "spec": {
+                    "automountServiceAccountToken": False,
+                    "terminationGracePeriodSeconds": stack.spec.gateway.read_timeout_s + 15,
+                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    # One router per node where possible: losing a node never takes both.
+                    "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                                                   "whenUnsatisfiable": "ScheduleAnyway",
+                                                   "labelSelector": {"matchLabels": selector()}}],
+                    "containers": [container],
+                    "volumes": [{"name": "config", "configMap": {"name": ROUTER_NAME}},
+                                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+                },
+            },
+        },
+    }
+
+
+def service(ns: str) -> dict:
+    return {
+        "apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": ROUTER_NAME, "namespace": ns, "labels": labels()},
+        "spec": {"selector": selector(),
+                 "ports": [{"name": "http", "port": ROUTER_PORT, "targetPort": "http", "protocol": "TCP"}]},
+    }
+
+
+def pod_disruption_budget(ns: str) -> dict:
+    return {
+        "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
+        "metadata": {"name": ROUTER_NAME, "namespace": ns, "labels": labels()},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": selector()}},
+    }
+
+
+def _policy(name: str, ns: str, spec: dict) -> dict:
+    return {"apiVersion": "networking.k8s.io/v1", "kind": "NetworkPolicy",
+            "metadata": {"name": name, "namespace": ns, "labels": dict(PART_OF)}, "spec": spec}
+
+
+def network_policies(stack: ResolvedStack, ns: str) -> list[dict]:
+    """ingress controller -> router -> vLLM; the namespace's default-deny covers the rest
+    (DNS egress is already allowed for every pod)."""
+    router_pods = {"matchLabels": selector()}
+    vllm_pods = {"matchLabels": {COMPONENT_LABEL: "vllm"}}
+    port = [{"protocol": "TCP", "port": ROUTER_PORT}]
+    controller = stack.platform.routing.controller_namespace
+    return [
+        _policy("allow-gateway-to-model-router", ns, {
+            "podSelector": router_pods, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {NS_NAME_LABEL: controller}}}], "ports": port}],
+        }),
+        _policy("allow-model-router-egress-to-vllm", ns, {
+            "podSelector": router_pods, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"podSelector": vllm_pods}], "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}],
+        }),
+        _policy("allow-model-router-to-vllm", ns, {
+            "podSelector": vllm_pods, "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": router_pods}], "ports": [{"protocol": "TCP", "port": VLLM_PORT}]}],
+        }),
+    ]
+
+
+def router_manifests(stack: ResolvedStack, ns: str) -> list[dict]:
+    config = config_map(stack, ns)
+    return [*network_policies(stack, ns), config, deployment(stack, ns, config), service(ns), pod_disruption_budget(ns)]
