@@ -340,6 +340,102 @@ def migrate_check(
         raise typer.Exit(1)
 
 
+@migrate_app.command("run")
+def migrate_run(
+    source: str = typer.Option(..., "--from", help="Source stack (what serves today)"),
+    destination: str = typer.Option(..., "--to", help="Destination stack"),
+    strategy: Optional[str] = typer.Option(None, "--strategy", help="rolling|buffer|fallback (default: recommended)"),
+    journal_path: Optional[Path] = typer.Option(None, "--journal", help="Journal file (default build/migrations/SRC-to-DST.jsonl)"),
+    resume: bool = typer.Option(False, "--resume", help="Continue the run the journal records"),
+    hold_scale: float = typer.Option(1.0, "--hold-scale", help="Multiply every hold by this (rehearsals and tests)"),
+    prometheus: str = typer.Option("http://127.0.0.1:9090", "--prometheus", help="Prometheus that scrapes both deployments"),
+    eval_interval: float = typer.Option(15.0, "--eval-interval", help="Seconds between gate evaluations during a hold"),
+    gate_window: str = typer.Option("5m", "--gate-window", help="rate() window of the gates (PromQL duration)"),
+    traffic_file: Optional[Path] = typer.Option(None, "--traffic", help="YAML: the traffic back end (nginx, httproute, route53, global-accelerator)"),
+    driver_name: str = typer.Option("pulumi", "--driver", help="pulumi (Automation API) | local-stubs (rehearsal: stub replicas)"),
+    driver_dir: Optional[Path] = typer.Option(None, "--driver-dir", help="local-stubs: state directory (default build/migrations/DST-stubs)"),
+    api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TIERSCALE_API_KEY", show_default=False,
+                                          help="Bearer key for warm-up requests; prefer TIERSCALE_API_KEY"),
+    data_timeout: float = typer.Option(180.0, "--data-timeout", help="Seconds to wait for Prometheus to see the destination"),
+    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+) -> None:
+    """Execute the plan: bring DST up, warm it, shift traffic step by step under the SLO gates, roll back on failure.
+    Exit 0 completed, 1 a gate failed (traffic back on the source), 2 invalid input or cannot start."""
+    import yaml
+
+    from components.migration import drivers, traffic as traffic_mod
+    from components.migration.journal import Journal, JournalLocked
+    from components.migration.plan import STRATEGIES, plan_migration
+    from components.migration.prom import Prometheus, PrometheusError
+    from components.migration.runner import MigrationRun, RunConfig, install_interrupt_handler
+    from components.spec import Problem
+    from components.spec.stack_file import load_stack
+    from components.suggestions import suggestion
+
+    def fail(message: str) -> None:
+        sys.stderr.write(f"error: {message}\n")
+        raise typer.Exit(2)
+
+    if strategy is not None and strategy not in STRATEGIES:
+        _fail_spec(SpecError([Problem("--strategy", f"{strategy!r} is not allowed{suggestion(strategy, STRATEGIES)}; "
+                                      f"allowed: {', '.join(STRATEGIES)}")], "migrate run"))
+    if driver_name not in drivers.DRIVERS:
+        fail(f"--driver {driver_name!r}: allowed: {', '.join(drivers.DRIVERS)}")
+    if traffic_file is None:
+        fail("--traffic FILE is required: the back end that shifts traffic (see `tierscale migrate run --help` and the README)")
+    try:
+        settings = yaml.safe_load(traffic_file.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        fail(f"--traffic {traffic_file}: {e}")
+    try:
+        src, dst = load_stack(source, stacks_dir), load_stack(destination, stacks_dir)
+    except SpecError as error:
+        _fail_spec(error)
+    journal = Journal(journal_path or paths.REPO_ROOT / "build" / "migrations" / f"{source}-to-{destination}.jsonl")
+    try:
+        journal.lock()
+    except JournalLocked as e:
+        fail(str(e))
+    records = journal.records()
+    if records and not resume:
+        fail(f"{journal.path} already records a run; pass --resume to continue it, or another --journal")
+    if resume and records and (records[0]["plan"]["source"], records[0]["plan"]["destination"]) != (source, destination):
+        fail(f"{journal.path} records {records[0]['plan']['source']} -> {records[0]['plan']['destination']}, "
+             f"not {source} -> {destination}")
+    plan_json = None
+    if not records:
+        result = plan_migration(source, src, destination, dst, strategy, window=gate_window)
+        plan_json = result.to_json()
+        plan_json["served_models"] = {m.name: m.served_model_name for m in dst.models}
+        for warning in result.warnings:
+            sys.stderr.write(f"warning: {warning}\n")
+    if driver_name == "pulumi":
+        driver = drivers.PulumiDriver(on_output=lambda line: sys.stderr.write(line))
+    else:
+        driver = drivers.LocalStubDriver(driver_dir or paths.REPO_ROOT / "build" / "migrations" / f"{destination}-stubs",
+                                         stacks_dir=stacks_dir, api_key=api_key)
+
+    def make_traffic(outputs, fallback=False):
+        return traffic_mod.from_settings(settings, source, src, destination, dst, outputs,
+                                         lambda manifests: driver.apply(destination, manifests), fallback)
+
+    say = lambda line: out.print(line, markup=False, highlight=False)  # noqa: E731
+    install_interrupt_handler(journal, say)
+    runner = MigrationRun(journal, driver, make_traffic, Prometheus(prometheus),
+                          RunConfig(hold_scale=hold_scale, eval_interval_s=eval_interval, api_key=api_key,
+                                    data_timeout_s=data_timeout), say)
+    try:
+        code = runner.run(plan_json, resume)
+    except (drivers.DriverError, traffic_mod.TrafficError, PrometheusError, NotImplementedError, KeyError) as e:
+        journal.append("error", error=f"{type(e).__name__}: {e}")
+        fail(f"{e}" if not isinstance(e, KeyError) else f"--traffic {traffic_file}: missing key {e}")
+    finally:
+        journal.unlock()
+    say(f"journal: {journal.path}")
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command()
 def bench(
     stack: Optional[str] = typer.Option(None, "--stack", "-s", help="Load-test this stack's gateway (URL, first model, SLO from the stack file)"),

@@ -14,6 +14,12 @@ share of completions with an OpenAI-style 500 (counted as `errors` in /stub/stat
 `stream_options: {include_usage: true}` gets a final usage chunk, as vLLM sends; `--seed`
 makes the draws repeatable; `--backlog` sizes the listen queue (vLLM/uvicorn: 2048).
 
+For migrations (`tierscale migrate run`), also off by default: `POST /stub/control` with a JSON
+object changes `ttft_ms`, `itl_ms`, `ttft_ms_max`, `itl_ms_max`, `error_rate` or `drift` at
+run time (a degraded replica mid-test) and answers the settings now in force; `--drift F`
+replaces that share of output tokens, chosen by a hash of the prompt and the position (the
+same prompt always drifts the same way), so golden-set checks see a "quantized" model.
+
 Standard library plus prometheus_client only, so it runs in a bare Debian rootfs
 (python3, python3-prometheus-client).
 """
@@ -21,6 +27,7 @@ Standard library plus prometheus_client only, so it runs in a bare Debian rootfs
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import random
@@ -38,8 +45,9 @@ LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 class Replica:
     def __init__(self, name: str, model: str, ttft_s: float, itl_s: float, api_key: str | None,
                  ttft_max_s: float | None = None, itl_max_s: float | None = None, error_rate: float = 0.0,
-                 seed: int | None = None):
+                 seed: int | None = None, drift: float = 0.0):
         self.name, self.model, self.ttft_s, self.itl_s, self.api_key = name, model, ttft_s, itl_s, api_key
+        self.drift = drift
         self.ttft_max_s, self.itl_max_s, self.error_rate = ttft_max_s, itl_max_s, error_rate
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -82,6 +90,28 @@ class Replica:
         with self.lock:
             return {"name": self.name, "requests": self.requests, "tokens": self.tokens,
                     "in_flight": self.in_flight, "busy_s": round(self.busy_s, 4), "errors": self.errors}
+
+    def control(self, changes: dict) -> dict:
+        """Change latency, error rate or drift at run time; returns the settings in force."""
+        scale = {"ttft_ms": ("ttft_s", 1000), "itl_ms": ("itl_s", 1000), "ttft_ms_max": ("ttft_max_s", 1000),
+                 "itl_ms_max": ("itl_max_s", 1000), "error_rate": ("error_rate", 1), "drift": ("drift", 1)}
+        unknown = set(changes) - set(scale)
+        if unknown:
+            raise ValueError(f"unknown settings {sorted(unknown)}; allowed: {sorted(scale)}")
+        with self.lock:
+            for key, value in changes.items():
+                attr, div = scale[key]
+                setattr(self, attr, None if value is None else float(value) / div)
+            return {key: (None if getattr(self, attr) is None else getattr(self, attr) * div)
+                    for key, (attr, div) in scale.items()}
+
+    def token(self, prompt: str, i: int) -> str:
+        """Output token i: `t<i>`, or with --drift a deterministic substitute for that share."""
+        if self.drift:
+            digest = hashlib.sha256(f"{prompt}\0{i}".encode()).digest()
+            if int.from_bytes(digest[:8], "big") / 2**64 < self.drift:
+                return f"d{i}"
+        return f"t{i}"
 
     def draw(self) -> tuple[float, float, bool]:
         """This request's TTFT and inter-token latency (s), and whether it fails."""
@@ -139,13 +169,20 @@ def make_handler(replica: Replica):
         def do_POST(self):
             path = self.path.split("?")[0]
             body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+            if path == "/stub/control":
+                try:
+                    self._send(200, json.dumps(replica.control(body)).encode())
+                except (ValueError, TypeError) as e:
+                    self._send(400, json.dumps({"error": str(e)}).encode())
+                return
             if path not in ("/v1/chat/completions", "/v1/completions"):
                 self._send(404, b'{"error":"not found"}')
                 return
             if not self._authorized():
                 return
             n_tokens = int(body.get("max_tokens") or 16)
-            prompt_tokens = len(json.dumps(body.get("messages") or body.get("prompt") or "")) // 4 + 1
+            prompt_text = json.dumps(body.get("messages") or body.get("prompt") or "")
+            prompt_tokens = len(prompt_text) // 4 + 1
             ttft_s, itl_s, fail = replica.draw()
             with replica.lock:
                 replica.requests += 1
@@ -160,11 +197,11 @@ def make_handler(replica: Replica):
             start = time.monotonic()
             try:
                 if body.get("stream"):
-                    self._stream(n_tokens, start, ttft_s, itl_s, prompt_tokens if usage else None)
+                    self._stream(n_tokens, start, ttft_s, itl_s, prompt_tokens if usage else None, prompt_text)
                 else:
                     time.sleep(ttft_s + itl_s * (n_tokens - 1))
                     replica.ttft.labels(replica.model).observe(ttft_s)
-                    text = " ".join(f"t{i}" for i in range(n_tokens))
+                    text = " ".join(replica.token(prompt_text, i) for i in range(n_tokens))
                     self._send(200, json.dumps({
                         "id": "cmpl-stub", "object": "chat.completion", "model": replica.model,
                         "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}],
@@ -191,7 +228,7 @@ def make_handler(replica: Replica):
                 replica._account(-1)
 
         def _stream(self, n_tokens: int, start: float, ttft_s: float, itl_s: float,
-                    usage_prompt_tokens: int | None = None) -> None:
+                    usage_prompt_tokens: int | None = None, prompt_text: str = "") -> None:
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Transfer-Encoding", "chunked")
@@ -210,7 +247,8 @@ def make_handler(replica: Replica):
                     replica.itl.labels(replica.model).observe(itl_s)
                 event = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": replica.model,
                          "served_by": replica.name, "created": int(time.time()),
-                         "choices": [{"index": 0, "delta": {"content": f"t{i} "}, "finish_reason": None}]}
+                         "choices": [{"index": 0, "delta": {"content": f"{replica.token(prompt_text, i)} "},
+                                      "finish_reason": None}]}
                 chunk(f"data: {json.dumps(event)}\n\n")
             if usage_prompt_tokens is not None:
                 event = {"id": "chatcmpl-stub", "object": "chat.completion.chunk", "model": replica.model, "choices": [],
@@ -237,12 +275,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--error-rate", type=float, default=0.0, help="share of completions answered with a 500")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--backlog", type=int, default=5, help="listen queue length")
+    parser.add_argument("--drift", type=float, default=0.0, help="share of output tokens replaced (golden-set tests)")
     args, _ = parser.parse_known_args(argv)  # tolerate the rest of a `vllm serve` command line
     replica = Replica(args.name, args.served_model_name, args.ttft_ms / 1000, args.itl_ms / 1000,
                       os.environ.get("VLLM_API_KEY") or None,
                       ttft_max_s=None if args.ttft_ms_max is None else args.ttft_ms_max / 1000,
                       itl_max_s=None if args.itl_ms_max is None else args.itl_ms_max / 1000,
-                      error_rate=args.error_rate, seed=args.seed)
+                      error_rate=args.error_rate, seed=args.seed, drift=args.drift)
     def handle_error(self, request, client_address):  # a client closing a keep-alive connection is not an error
         if not isinstance(sys.exc_info()[1], (ConnectionResetError, BrokenPipeError)):
             ThreadingHTTPServer.handle_error(self, request, client_address)

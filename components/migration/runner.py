@@ -1,0 +1,245 @@
+"""`tierscale migrate run`: execute a migration plan step by step, gated, journaled, resumable.
+
+    P1  (fallback strategy: the source's share moves to the fallback endpoint)
+        bring the destination up (driver.up, idempotent)
+        wait until Prometheus scrapes the destination (`up{<dst selector>}`)
+        warm every new replica with WARMUP_REQUESTS synthetic requests (none may fail)
+        wait until every gate has data; measure the source's baseline; the gates must hold
+        at 0% (the warm-up traffic already meets the SLOs) before any real traffic moves
+    P1-P3  for each traffic step: set the destination's weight (the back end returns once it
+        is in force), hold for the step's hold x --hold-scale while evaluating every gate
+        each --eval-interval; a gate whose value breaks its threshold at any evaluation, or
+        that has no data at the end of the hold, sets the destination's weight back to 0 at
+        once and stops the run (exit 1) with a report naming the gate, its value and threshold
+    P4  is not run: the source keeps its full size until you destroy it
+
+Every event goes to the journal (components/migration/journal.py) before the next begins;
+`--resume` skips what the journal shows done and repeats the step in progress from its start.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import time
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+import httpx
+
+from components.migration.journal import Journal, RunState
+from components.migration.plan import WARMUP_REQUESTS, hold_seconds
+from components.migration.prom import GateEvaluator, GateResult, Prometheus, PrometheusError, gate_from_json
+
+EXIT_DONE, EXIT_ROLLED_BACK = 0, 1
+
+
+@dataclass
+class RunConfig:
+    hold_scale: float = 1.0
+    eval_interval_s: float = 15.0
+    warmup_requests: int = WARMUP_REQUESTS
+    warmup_concurrency: int = 8
+    api_key: Optional[str] = None
+    data_timeout_s: float = 180.0  # for Prometheus to see the destination and for gate data
+
+
+class RunStopped(Exception):
+    """A failure before any traffic moved: nothing to roll back."""
+
+
+def _warm(url: str, served: str, n: int, concurrency: int, api_key: Optional[str]) -> tuple[int, Optional[str]]:
+    """n synthetic chat completions straight to one replica; returns (failed, first error)."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    body = {"model": served, "messages": [{"role": "user", "content": "tierscale warm-up"}],
+            "max_tokens": 8, "temperature": 0}
+    errors: list[str] = []
+    with httpx.Client(base_url=url, timeout=120, headers=headers) as client:
+        def one(_):
+            try:
+                r = client.post("/v1/chat/completions", json=body)
+                if r.status_code != 200:
+                    errors.append(f"HTTP {r.status_code}: {r.text[:200]}")
+            except httpx.HTTPError as e:
+                errors.append(repr(e))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=concurrency) as pool:
+            list(pool.map(one, range(n)))
+    return len(errors), (errors[0] if errors else None)
+
+
+def _inner(selector: str) -> str:
+    return selector.strip()[1:-1]
+
+
+class MigrationRun:
+    def __init__(self, journal: Journal, driver, make_traffic: Callable, prom: Prometheus, config: RunConfig,
+                 say: Callable[[str], None] = print):
+        self.journal, self.driver, self.make_traffic, self.prom = journal, driver, make_traffic, prom
+        self.config, self.say = config, say
+
+    # -- the plan as the journal holds it -------------------------------------------------
+    def _plan(self, state: RunState) -> dict:
+        assert state.start is not None
+        return state.start["plan"]
+
+    def run(self, plan_json: Optional[dict], resume: bool) -> int:
+        records = self.journal.records()
+        state = RunState.read(records)
+        if not resume or state.start is None:
+            assert plan_json is not None
+            self.journal.append("start", plan=plan_json, hold_scale=self.config.hold_scale,
+                                eval_interval_s=self.config.eval_interval_s)
+            state = RunState.read(self.journal.records())
+        else:
+            self.say(f"resuming from {self.journal.path}: steps done "
+                     f"{sorted(state.steps_done) or 'none'}" + (f", in progress: step {state.current['step']} "
+                                                                 f"({state.current['percent']}%)" if state.current else ""))
+        if state.finished:
+            self.say(f"this run already ended: {state.finished['result']}; start a new journal to run again")
+            return EXIT_DONE if state.finished["result"] == "completed" else EXIT_ROLLED_BACK
+        plan = self._plan(state)
+        try:
+            return self._execute(plan, state)
+        except RunStopped as e:
+            self.journal.append("stopped", why=str(e))
+            self.journal.append("done", result="stopped")
+            self.say(f"STOPPED before any traffic moved: {e}")
+            return EXIT_ROLLED_BACK
+
+    def _execute(self, plan: dict, state: RunState) -> int:
+        dst, src = plan["destination"], plan["source"]
+        gates = [gate_from_json(g) for g in plan["gates"]]
+        selectors = plan.get("selectors") or {"destination": '{deployment="dst"}', "source": '{deployment="src"}'}
+        window = plan.get("gate_window", "5m")
+        fallback = plan["strategy"] == "fallback"
+
+        if fallback and not state.fallback:
+            self.make_traffic(None, fallback=False).use_fallback()
+            self.journal.append("fallback")
+            self.say(f"P1 fallback: {src}'s traffic now goes to the fallback endpoint")
+
+        self.say(f"P1 bring up {dst} ({type(self.driver).__name__})")
+        outputs = self.driver.up(dst)
+        self.journal.append("up", stack=dst, outputs=outputs)
+        traffic = self.make_traffic(outputs, fallback=fallback)
+        self.say(f"traffic back end: {traffic.describe()}")
+
+        evaluator = GateEvaluator(self.prom, gates, selectors["source"], window, state.baseline)
+        if state.baseline is None:
+            # Before any traffic: the split must say 0% (a fresh config from the template), the
+            # destination must be scraped, warmed, and already within its gates.
+            traffic.set_weight(0)
+            self._wait_scraped(selectors["destination"])
+            self._warm_up(outputs, plan, state)
+            results = self._wait_gate_data(evaluator)
+            baseline = evaluator.measure_baseline()
+            self.journal.append("baseline", terms=baseline, results=[r.to_json() for r in results])
+            failed = [r for r in results if not r.holds]
+            if failed:
+                raise RunStopped("gates fail on the warm-up traffic already: " + "; ".join(r.describe() for r in failed))
+            self.say("baseline (source, before any shift): " +
+                     ", ".join(f"{k}={'no data' if v is None else f'{v:.4g}'}" for k, v in baseline.items()))
+
+        for i, step in enumerate(plan["traffic_steps"]):
+            if i in state.steps_done:
+                continue
+            percent = int(step["percent"])
+            hold_s = hold_seconds(step["hold"]) * self.config.hold_scale
+            traffic.set_weight(percent)
+            self.journal.append("weight", step=i, percent=percent, hold_s=hold_s)
+            self.say(f"step {i + 1}/{len(plan['traffic_steps'])}: {percent}% to {dst}, hold {hold_s:.1f}s "
+                     f"(gates every {self.config.eval_interval_s:g}s)")
+            failed = self._hold(evaluator, i, percent, hold_s)
+            if failed is not None:
+                return self._rollback(traffic, i, percent, failed)
+            self.journal.append("step_done", step=i, percent=percent)
+        self.journal.append("done", result="completed")
+        self.say(f"completed: 100% of traffic on {dst}; every gate held at every step. "
+                 f"P4: `pulumi destroy --stack {src}` after your rollback window (not done by run)")
+        return EXIT_DONE
+
+    # -- phases ----------------------------------------------------------------------------
+    def _wait_scraped(self, dst_selector: str) -> None:
+        expr = f"count(up{{{_inner(dst_selector)}}} == 1)"
+        deadline = time.monotonic() + self.config.data_timeout_s
+        last = None
+        while time.monotonic() < deadline:
+            try:
+                last = self.prom.query(expr)
+                if last:
+                    self.say(f"Prometheus scrapes {int(last)} destination target(s) ({expr})")
+                    return
+            except PrometheusError as e:
+                last = str(e)
+            time.sleep(min(1.0, self.config.eval_interval_s))
+        raise RunStopped(f"Prometheus does not scrape the destination after {self.config.data_timeout_s:g}s "
+                         f"({expr} -> {last}); the gates could not see it")
+
+    def _warm_up(self, outputs: dict, plan: dict, state: RunState) -> None:
+        models = plan.get("served_models") or {}  # destination model name -> served name
+        jobs = [(model, url) for model, urls in (outputs.get("endpoints") or {}).items() for url in urls
+                if url not in state.warmed]
+        if not jobs:
+            return
+        n = self.config.warmup_requests
+        self.say(f"warm-up: {n} synthetic requests to each of {len(jobs)} new replica(s)")
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            futures = {pool.submit(_warm, url, models.get(model, model), n,
+                                   self.config.warmup_concurrency, self.config.api_key): (model, url)
+                       for model, url in jobs}
+            for fut, (model, url) in futures.items():
+                failed, error = fut.result()
+                self.journal.append("warmup", model=model, url=url, requests=n, failed=failed, error=error)
+                if failed:
+                    raise RunStopped(f"warm-up of {url} ({model}): {failed} of {n} requests failed: {error}")
+
+    def _wait_gate_data(self, evaluator: GateEvaluator) -> list[GateResult]:
+        deadline = time.monotonic() + self.config.data_timeout_s
+        while True:
+            results = evaluator.evaluate()
+            if all(r.value is not None for r in results) or time.monotonic() > deadline:
+                return results
+            time.sleep(self.config.eval_interval_s)
+
+    def _hold(self, evaluator: GateEvaluator, step: int, percent: int, hold_s: float) -> Optional[GateResult]:
+        start = time.monotonic()
+        end = start + hold_s
+        tick = start
+        while True:
+            tick += self.config.eval_interval_s
+            final = tick >= end
+            time.sleep(max(0.0, (end if final else tick) - time.monotonic()))
+            results = evaluator.evaluate()
+            self.journal.append("gates", step=step, percent=percent, final=final, results=[r.to_json() for r in results])
+            # Mid-hold a broken threshold rolls back at once; missing data only fails at the end.
+            broken = [r for r in results if not r.holds and (final or r.value is not None)]
+            if broken:
+                return broken[0]
+            if final:
+                return None
+
+    def _rollback(self, traffic, step: int, percent: int, failed: GateResult) -> int:
+        detected = time.time()
+        t0 = time.monotonic()
+        traffic.set_weight(0)
+        latency = time.monotonic() - t0
+        zero_at = time.time()
+        self.journal.append("rollback", step=step, percent=percent, gate=failed.gate, value=failed.value,
+                            op=failed.op, threshold=failed.threshold, unit=failed.unit, detected_at=detected,
+                            evaluated_at=failed.at, zero_at=zero_at, latency_s=latency)
+        self.journal.append("done", result="rolled_back")
+        self.say(f"ROLLED BACK at step {step + 1} ({percent}%): gate {failed.describe()} failed; "
+                 f"the destination's weight is 0 again ({latency * 1000:.0f} ms after the failed evaluation)")
+        return EXIT_ROLLED_BACK
+
+
+def install_interrupt_handler(journal: Journal, say: Callable[[str], None]) -> None:
+    """SIGTERM/SIGINT: journal the interruption and exit 130; weights stay as they are, and
+    `run --resume` continues (or re-run the journal's rollback by hand)."""
+    def handler(signum, _frame):
+        journal.append("interrupted", signal=signal.Signals(signum).name)
+        say("interrupted: weights left as they are; `tierscale migrate run --resume` continues from the journal")
+        raise SystemExit(130)
+
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
