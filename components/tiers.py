@@ -46,6 +46,10 @@ TIERS: dict[str, TierEntry] = {
         "baremetal", ("baremetal",), None, "components.baremetal.checks:problems",
         "components.baremetal.deploy:deploy", "components.baremetal.checks:validators",
         "bare-metal nodes bootstrapped with Ansible"),
+    "large": TierEntry(
+        "large", ("multi-region",), "large", "components.large.checks:problems",
+        "components.large.deploy:deploy", "components.large.checks:validators",
+        "regional Kubernetes clusters behind global traffic management"),
 }
 
 

@@ -108,8 +108,15 @@ def render_stack(name: str, out_dir: Optional[Path] = None, *, stacks_dir: Path 
     }, indent=2) + "\n"
     for rel, content in sorted(getattr(result.component, "artifacts", {}).items()):
         files[rel] = content
-    for i, doc in enumerate(sorted(kubernetes_manifests(monitor.registered), key=_apply_order)):
-        files[f"kubernetes/{_manifest_filename(i, doc)}"] = yaml.safe_dump(doc, sort_keys=False)
+    # Per cluster: a component with several clusters (the large tier) names each object's folder
+    # (build/<stack>/<region>/kubernetes/); every other tier writes kubernetes/.
+    folder = getattr(result.component, "manifest_dir", lambda r: "kubernetes")
+    by_folder: dict[str, list[Registered]] = {}
+    for r in monitor.registered:
+        by_folder.setdefault(folder(r), []).append(r)
+    for directory, registered in by_folder.items():
+        for i, doc in enumerate(sorted(kubernetes_manifests(registered), key=_apply_order)):
+            files[f"{directory}/{_manifest_filename(i, doc)}"] = yaml.safe_dump(doc, sort_keys=False)
     written = write_render(out, name, files)
     return RenderResult(name, out, result.stack, monitor.registered, monitor.stack_outputs, written)
 

@@ -2,13 +2,14 @@
 
 small: the one Docker host; kubernetes: `gpuNodes` nodes of `gpu.perNode`; eks: the GPU node
 group at `maxSize` (what the autoscaler can reach); baremetal: every host with its own
-`gpuType` (default `gpu.type`) and the models it lists.
+`gpuType` (default `gpu.type`) and the models it lists; large (multi-region): every region's
+GPU nodes.
 """
 
 from __future__ import annotations
 
 from components.planner import placement
-from components.spec.model import BaremetalTarget, DockerHostTarget, EksTarget, KubernetesTarget, StackSpec
+from components.spec.model import BaremetalTarget, DockerHostTarget, EksTarget, KubernetesTarget, MultiRegionTarget, StackSpec
 
 
 def fleet_for(spec: StackSpec) -> placement.Fleet:
@@ -29,6 +30,14 @@ def fleet_for(spec: StackSpec) -> placement.Fleet:
                                           where=f"target.hosts[{i}]")
                  for i, h in enumerate(target.hosts)]
         return placement.Fleet(tuple(placement.baremetal_fleet(hosts).nodes), tier="baremetal")
+    if isinstance(target, MultiRegionTarget):
+        # large: every region's GPU nodes (`gpuNodes`: the Karpenter limit or the cluster's
+        # nodes). This places the planner's total; components/large/checks.py places each
+        # region's own replicas on its own nodes.
+        nodes = [placement.Node(f"{r.name}-gpu-{n}", spec.gpu.type, spec.gpu.per_node, pool=f"{r.name}-gpu",
+                                where=f"target.regions[{i}].gpuNodes")
+                 for i, r in enumerate(target.regions) for n in range(r.gpu_nodes)]
+        return placement.Fleet(tuple(nodes), tier="large")
     raise AssertionError(target)
 
 

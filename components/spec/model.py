@@ -196,7 +196,7 @@ class BaremetalTarget(SpecModel):
 
 
 Target = Annotated[
-    Union[DockerHostTarget, KubernetesTarget, EksTarget, BaremetalTarget], Field(discriminator="kind")
+    Union[DockerHostTarget, KubernetesTarget, EksTarget, BaremetalTarget, "MultiRegionTarget"], Field(discriminator="kind")
 ]
 
 # Which target kinds each tier accepts.
@@ -394,6 +394,144 @@ class PlatformSpec(SpecModel):
     gitops: Optional[GitOpsSpec] = Field(default=None, description="Also render an Argo CD Application.")
 
 
+# --- large tier: regions (target kind multi-region) ------------------------------------------
+
+AWS_REGION = r"^[a-z]{2}(-gov)?-[a-z]+-\d$"
+LOAD_BALANCER_ARN = r"^arn:aws[a-z-]*:elasticloadbalancing:[a-z0-9-]+:\d{12}:loadbalancer/(net|app)/[\w-]+/[0-9a-f]+$"
+
+
+class RegionModel(SpecModel):
+    name: str = Field(pattern=DNS_LABEL, description="`name` of an entry in `models` this region serves.")
+    min_replicas: PositiveInt = Field(default=2, description="Replicas always running here (carried by the on-demand floor).")
+    max_replicas: PositiveInt = Field(description="Most replicas KEDA may run here; N+1 counts these.")
+
+
+class RegionGateway(SpecModel):
+    hostname: str = Field(pattern=HOSTNAME, description="The region's own gateway DNS name (its load balancer or "
+                          "ingress address): records point at it and health checks probe it.")
+    load_balancer_arn: Optional[str] = Field(
+        default=None, pattern=LOAD_BALANCER_ARN,
+        description="ARN of the region's gateway NLB/ALB: the Global Accelerator endpoint (needed with globalAccelerator).")
+
+
+class Region(SpecModel):
+    """One region of a large stack: a new EKS cluster, or an existing cluster (an on-premises site)."""
+
+    name: str = Field(pattern=DNS_LABEL, description="Region name (DNS label): its render folder, `region` label and record id.")
+    cluster: Literal["eks", "kubernetes"] = Field(
+        description="eks: a new EKS cluster (the medium tier's EksCluster, its own aws.Provider); kubernetes: an "
+        "existing cluster by kubeconfig context (e.g. an on-premises data centre).")
+    aws_region: str = Field(pattern=AWS_REGION, description="AWS region of the EKS cluster and its model bucket; for an "
+                            "existing cluster, the AWS region nearest to it (latency records).")
+    kubernetes_version: Literal[KUBERNETES_VERSIONS] = Field(  # type: ignore[valid-type]
+        default=DEFAULT_KUBERNETES_VERSION, description="The cluster's Kubernetes minor version (quoted).")
+    namespace: Optional[str] = Field(default=None, pattern=DNS_LABEL, description="Namespace for serving workloads, "
+                                     "distinct per region (Pulumi names objects by namespace); default: tierscale-<name>.")
+    gpu_nodes: PositiveInt = Field(description="GPU nodes this region can reach: the Karpenter GPU limit (eks) or the "
+                                   "cluster's GPU nodes (kubernetes).")
+    on_demand_floor_nodes: Optional[int] = Field(
+        default=None, ge=0, description="eks: on-demand GPU nodes Karpenter prefers (weight 100, limit); spot takes the rest. "
+        "Default: enough for every model's minReplicas here.")
+    gpu_instance_types: Optional[list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9-]*\.[a-z0-9]+$")]]] = Field(
+        default=None, min_length=1, description="eks: instance types Karpenter may launch; default: every type in "
+        "components/facts/gpus.yaml with gpu.perNode gpu.type GPUs.")
+    vpc_cidr: str = Field(default="10.42.0.0/16", description="eks: VPC CIDR, a private IPv4 network from /16 to /22.")
+    availability_zones: PositiveInt = Field(default=3, ge=2, le=6, description="eks: AZs the VPC spans (>= 2).")
+    system_node_group: EksNodeGroup = Field(
+        default_factory=lambda: EksNodeGroup.model_validate(
+            {"instanceType": "m6i.xlarge", "minSize": 2, "maxSize": 4, "desiredSize": 2}),
+        description="eks: node group for add-ons, Karpenter and gateways.")
+    kubeconfig: Optional[str] = Field(default=None, description="kubernetes: path to a kubeconfig.")
+    context: Optional[str] = Field(default=None, description="kubernetes: kubeconfig context of this cluster.")
+    gateway: RegionGateway = Field(description="The region's entry point for global traffic.")
+    traffic_dial: int = Field(default=100, ge=0, le=100, description="Share of this region's traffic to keep (Global "
+                              "Accelerator traffic dial); 0 drains the region (Route 53: its record is withdrawn).")
+    models: list[RegionModel] = Field(min_length=1, description="Models served here, each with its replica bounds.")
+
+    @field_validator("vpc_cidr")
+    @classmethod
+    def _cidr(cls, value: str) -> str:
+        return EksTarget._cidr(value)
+
+
+class MultiRegionTarget(SpecModel):
+    """Large tier: a set of regional clusters behind global traffic management."""
+
+    kind: Literal["multi-region"]
+    primary_region: Optional[str] = Field(
+        default=None, pattern=DNS_LABEL, description="Region that holds the source model bucket, the Argo CD hub and "
+        "(active-passive) the primary record; default: the first region.")
+    regions: list[Region] = Field(min_length=1, description="The regional clusters.")
+
+
+# --- large tier: the `large` section ---------------------------------------------------------
+
+
+class HealthCheckSpec(SpecModel):
+    path: str = Field(default="/health", pattern=r"^/[\w./-]*$", description="HTTPS path probed on each region's gateway.")
+    port: int = Field(default=443, ge=1, le=65535, description="HTTPS port probed.")
+    interval_s: Literal[10, 30] = Field(default=10, description="Seconds between probes (Route 53 and Global Accelerator "
+                                        "accept 10 or 30).")
+    failure_threshold: int = Field(default=3, ge=1, le=10, description="Consecutive failures before a region is unhealthy (1-10).")
+
+
+class GlobalTrafficSpec(SpecModel):
+    kind: Literal["route53", "globalAccelerator"] = Field(
+        default="route53", description="route53: latency (active-active, global) or failover (active-passive) records; "
+        "globalAccelerator: anycast IPs, one endpoint group per region with a traffic dial.")
+    hosted_zone_id: str = Field(pattern=r"^Z[A-Z0-9]{1,31}$", description="Route 53 hosted zone of `domain`.")
+    domain: str = Field(pattern=HOSTNAME, description="The global API name clients use.")
+    ttl_s: int = Field(default=10, ge=0, le=86400, description="DNS TTL of the records (route53): part of the failover time.")
+    health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec, description="Per-region health check.")
+    alarm_topic_arn: Optional[str] = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$",
+                                           description="SNS topic the health-check alarms notify (route53).")
+
+
+class KarpenterSpec(SpecModel):
+    spot: bool = Field(default=True, description="Offer spot capacity above the on-demand floor (bursts).")
+    consolidate_after: str = Field(default="30m", pattern=r"^\d+(s|m|h)$",
+                                   description="How long a node must be empty before Karpenter removes it (WhenEmpty).")
+    expire_after: str = Field(default="720h", pattern=r"^\d+h$", description="Node lifetime before replacement (AMI updates).")
+    disruption_budget: str = Field(default="10%", pattern=r"^(\d+%|\d+)$",
+                                   description="Most GPU nodes Karpenter may disrupt at once (nodes or a percentage).")
+
+
+class ModelStorageSpec(SpecModel):
+    enabled: bool = Field(default=True, description="An S3 bucket per EKS region, replicated from the primary; vLLM "
+                          "streams weights from it (--load-format runai_streamer) instead of Hugging Face.")
+    prefix: str = Field(default="models", pattern=r"^[a-z0-9][-a-z0-9/]*[a-z0-9]$", description="Key prefix of the weights.")
+    replication_time_control: bool = Field(default=True, description="S3 Replication Time Control (15-minute SLA).")
+
+
+class CanaryModel(SpecModel):
+    name: str = Field(pattern=DNS_LABEL, description="`name` of the model whose canary this is.")
+    revision: str = Field(pattern=r"^[A-Za-z0-9][\w./-]*$", description="HF revision (commit or tag) the canary serves.")
+    weight: int = Field(default=5, ge=1, le=50, description="Percent of the model's requests sent to the canary (stable gets the rest).")
+    replicas: PositiveInt = Field(default=1, description="Canary replicas per region.")
+
+
+class CanarySpec(SpecModel):
+    routing: Literal["httproute", "virtualservice"] = Field(
+        default="httproute", description="Gateway API HTTPRoute backendRefs weights, or an Istio VirtualService.")
+    models: list[CanaryModel] = Field(min_length=1, description="Models with a canary revision.")
+
+
+class LargeSpec(SpecModel):
+    """Large tier: topology, global traffic, Karpenter, model storage, canaries, GitOps."""
+
+    topology: Literal["single-region-multi-az", "active-passive", "active-active", "global"] = Field(
+        description="single-region-multi-az (99.9%, RTO 5 min), active-passive (99.95%, 2 min), active-active "
+        "(99.99%, 30 s), global (99.999%, 10 s).")
+    global_traffic: GlobalTrafficSpec = Field(description="Route 53 or Global Accelerator in front of the regions.")
+    karpenter: KarpenterSpec = Field(default_factory=KarpenterSpec, description="GPU NodePools on EKS regions.")
+    model_storage: ModelStorageSpec = Field(default_factory=ModelStorageSpec, description="Regional S3 model buckets.")
+    canary: Optional[CanarySpec] = Field(default=None, description="Canary revisions with weighted routing per region.")
+    gitops: Optional[GitOpsSpec] = Field(default=None, description="An Argo CD ApplicationSet on the primary region's "
+                                         "cluster deploying each region's large-tier manifests (path/<region>).")
+    platform: PlatformSpec = Field(default_factory=PlatformSpec, description="Each region's add-ons and routing "
+                                   "(the medium tier's platform section).")
+
+
 # --- the stack ---------------------------------------------------------------------------
 
 
@@ -409,6 +547,8 @@ class StackSpec(SpecModel):
     slo: SloSpec = Field(default_factory=SloSpec, description="Objectives and expected load.")
     security: SecuritySpec = Field(default_factory=SecuritySpec, description="API auth and TLS.")
     platform: PlatformSpec = Field(default_factory=PlatformSpec, description="Medium tier: add-ons, routing, cache, GitOps.")
+    large: Optional[LargeSpec] = Field(default=None, description="Large tier: topology, global traffic, Karpenter, "
+                                       "model storage, canaries, GitOps (required for tier large).")
 
 
 # Secret config keys: only ever Pulumi secrets (`pulumi config set --secret KEY`).

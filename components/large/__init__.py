@@ -1,0 +1,1 @@
+"""The large tier: regional clusters (each a medium-tier MediumTier) behind global traffic."""

@@ -1,0 +1,231 @@
+"""`tierscale:large:LargeTier`: hub and spoke, after pulumi/examples aws-py-hub-and-spoke-network.
+
+  LargeTier
+   ├─ RegionSpoke <region> (one per region)
+   │    ├─ MediumTier (components.medium, imported): the region's cluster (a new EksCluster with
+   │    │   its own aws.Provider, or an existing cluster by kubeconfig context), its Kubernetes
+   │    │   provider, add-ons, namespace, Secret and serving workloads — rewritten for the region
+   │    │   by a transformation (regional.RegionContext: S3 loading, canary weights, region label)
+   │    ├─ ModelBucket (+ Replication on the primary), model-reader Pod Identity role
+   │    ├─ KarpenterAws (IAM, SQS, EventBridge) + Karpenter Helm release + NodePools/EC2NodeClass
+   │    └─ canary revisions (and Istio VirtualServices)
+   ├─ GlobalTraffic (hub: Route 53 or Global Accelerator, its own aws.Provider)
+   └─ ApplicationSet (with large.gitops) on the primary region's cluster
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Optional
+
+import pulumi
+import pulumi_kubernetes as k8s
+import yaml
+
+from components.large import gitops, karpenter, regional, sizing, storage, traffic
+from components.medium import k8s_resources
+from components.medium.component import MediumTier, MediumTierArgs
+from components.spec import ResolvedStack
+from components.spec.model import Autoscaling, EksNodeGroup, EksTarget, KubernetesTarget, Region
+
+
+def region_stack(stack: ResolvedStack, region: Region) -> ResolvedStack:
+    """The region as a medium-tier stack: its cluster as the target, the large tier's platform,
+    its models with the region's replica bounds (KEDA) and their placement on its GPU nodes."""
+    spec = stack.spec
+    ns = sizing.namespace(region)
+    if region.cluster == "eks":
+        # GPU nodes come from Karpenter: the managed GPU node group is kept at zero.
+        target = EksTarget.model_validate({
+            "kind": "eks", "region": region.aws_region, "kubernetesVersion": region.kubernetes_version,
+            "vpcCidr": region.vpc_cidr, "availabilityZones": region.availability_zones, "namespace": ns,
+            "gpuNodeGroup": {"instanceType": sizing.instance_types(spec, region)[0], "minSize": 0, "maxSize": 1,
+                             "desiredSize": 0},
+            "systemNodeGroup": region.system_node_group.model_dump(by_alias=True)})
+    else:
+        target = KubernetesTarget.model_validate({
+            "kind": "kubernetes", "kubeconfig": region.kubeconfig, "context": region.context, "namespace": ns,
+            "gpuNodes": region.gpu_nodes, "kubernetesVersion": region.kubernetes_version})
+    models = {m.name: m for m in stack.models}
+    result = sizing.region_placement(spec, region, models, f"target.regions[{region.name}]")
+    placed = []
+    for rm in region.models:
+        m = models[rm.name]
+        scaling = (m.spec.autoscaling or Autoscaling()).model_copy(
+            update={"min_replicas": rm.min_replicas, "max_replicas": rm.max_replicas})
+        mspec = m.spec.model_copy(update={"autoscaling": scaling, "replicas": None})
+        placed.append(dataclasses.replace(m, spec=mspec, replicas=rm.min_replicas, min_replicas=rm.min_replicas,
+                                          max_replicas=rm.max_replicas, placement=tuple(result.for_model(m.name))))
+    rspec = spec.model_copy(update={"tier": "medium", "target": target, "platform": spec.large.platform,
+                                    "models": [m.spec for m in placed]})
+    return ResolvedStack(spec=rspec, gpu=stack.gpu, models=placed, secrets_present=stack.secrets_present,
+                         placement=result)
+
+
+@dataclass
+class LargeTierArgs:
+    stack: ResolvedStack
+    stack_name: str
+    api_key: Optional[pulumi.Input[str]] = None
+    hf_token: Optional[pulumi.Input[str]] = None
+
+
+def _transformation(ctx: regional.RegionContext):
+    """Rewrite what the region's MediumTier registers (components.large.regional)."""
+
+    def apply(args: pulumi.ResourceTransformationArgs) -> Optional[pulumi.ResourceTransformationResult]:
+        props = args.props
+        if args.type_ in ("kubernetes:apps/v1:Deployment", "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
+                          "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"):
+            kind = args.type_.rsplit(":", 1)[1]
+            doc = ctx.rewrite({"kind": kind, "metadata": props["metadata"], "spec": props["spec"]})
+            return pulumi.ResourceTransformationResult({**props, "spec": doc["spec"]}, args.opts)
+        if args.type_ == "kubernetes:helm.sh/v3:Release" and props.get("chart") == "kube-prometheus-stack":
+            return pulumi.ResourceTransformationResult({**props, "values": ctx.prometheus_values(props["values"])},
+                                                       args.opts)
+        return None
+
+    return apply
+
+
+class RegionSpoke(pulumi.ComponentResource):
+    def __init__(self, name: str, stack: ResolvedStack, region: Region, args: LargeTierArgs,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("tierscale:large:RegionSpoke", name, None, opts)
+        large = stack.spec.large
+        self.region = region
+        self.stack = region_stack(stack, region)
+        self.namespace = sizing.namespace(region)
+        self.discovery = f"{args.stack_name}-{region.name}"
+        tags = {"tierscale:stack": args.stack_name, "tierscale:region": region.name, "managed-by": "pulumi"}
+        on_eks = region.cluster == "eks"
+        self.bucket_name = storage.bucket_name(args.stack_name, region.name) if on_eks and large.model_storage.enabled else None
+        self.ctx = regional.RegionContext(region.name, self.namespace, self.stack, self.bucket_name,
+                                          large.model_storage.prefix, region.aws_region, large.canary)
+        self.medium = MediumTier(name, MediumTierArgs(
+            stack=self.stack, stack_name=self.discovery, api_key=args.api_key, hf_token=args.hf_token),
+            opts=pulumi.ResourceOptions(parent=self, transformations=[_transformation(self.ctx)]))
+        self.artifacts: dict[str, str] = {}
+        for rel, text in self.medium.artifacts.items():
+            if rel == "helm/kube-prometheus-stack.values.yaml":
+                header, body = text.split("\n", 1)
+                text = header + "\n" + yaml.safe_dump(self.ctx.prometheus_values(yaml.safe_load(body)), sort_keys=False)
+            self.artifacts[rel] = text
+        in_ns = pulumi.ResourceOptions(parent=self, provider=self.medium.provider,
+                                       depends_on=[self.medium.namespace_resource, self.medium.secret])
+        extras: list[tuple[dict, pulumi.ResourceOptions]] = []
+        self.bucket: Optional[storage.ModelBucket] = None
+        self.karpenter: Optional[karpenter.KarpenterAws] = None
+        self.karpenter_release: Optional[k8s.helm.v3.Release] = None
+        if on_eks:
+            eks = self.medium.eks
+            aws_provider = eks.aws_provider
+            if self.bucket_name:
+                self.bucket = storage.ModelBucket(f"{name}-models", self.bucket_name, aws_provider, tags,
+                                                  opts=pulumi.ResourceOptions(parent=self))
+                self.reader = storage.model_reader(name, self.bucket, eks.cluster, self.namespace,
+                                                   regional.MODEL_READER_SA, aws_provider, tags, self)
+                extras.append((regional.model_reader_service_account(self.ctx), in_ns))
+            self.karpenter = karpenter.KarpenterAws(f"{name}-karpenter", cluster=eks.cluster, discovery=self.discovery,
+                                                    subnets=eks.private_subnets, provider=aws_provider, tags=tags,
+                                                    opts=pulumi.ResourceOptions(parent=self))
+            pin = karpenter.chart()
+            self.karpenter_release = k8s.helm.v3.Release(
+                f"{name}-karpenter", name="karpenter", chart="karpenter", version=pin.version,
+                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repo), namespace=karpenter.NAMESPACE,
+                values=karpenter.helm_values(eks.cluster_name, self.karpenter.queue.name),
+                skip_await=False, atomic=True, timeout=900,
+                opts=pulumi.ResourceOptions(parent=self, provider=self.medium.provider,
+                                            depends_on=[self.karpenter.pod_identity, *self.karpenter.rules]))
+            models = {m.name: m for m in stack.models}
+            floor = sizing.floor_nodes(stack.spec, region, models) * stack.spec.gpu.per_node
+            spot = large.karpenter.spot and all(v.spot for v in sizing.spot_verdicts(stack.spec, region, models))
+            after_karpenter = pulumi.ResourceOptions(parent=self, provider=self.medium.provider,
+                                                     depends_on=[self.karpenter_release])
+            extras.append((karpenter.node_class(self.discovery, f"{self.discovery}-karpenter-node"[:64],
+                                                sizing.node_volume_gib(region, models)), after_karpenter))
+            for pool in karpenter.node_pools(floor, region.gpu_nodes * stack.spec.gpu.per_node, spot,
+                                             sizing.instance_types(stack.spec, region), stack.gpu.product_label,
+                                             large.karpenter):
+                extras.append((pool, after_karpenter))
+        for doc in regional.canary_manifests(self.ctx):
+            extras.append((doc, in_ns))
+        self.resources: list[pulumi.Resource] = []
+        for i, (doc, opts) in enumerate(extras):
+            if large.gitops is not None:
+                meta = doc["metadata"]
+                self.artifacts[f"gitops/{i:03d}-{doc['kind'].lower()}-{meta['name']}.yaml"] = yaml.safe_dump(doc, sort_keys=False)
+            else:
+                name_hint = "-".join(p for p in (region.name, meta_ns(doc), doc["kind"].lower(), doc["metadata"]["name"]) if p)
+                self.resources.append(k8s_resources.register(doc, opts, name=name_hint))
+        self.register_outputs({"namespace": self.namespace, "bucket": self.bucket_name})
+
+
+def meta_ns(doc: dict) -> str:
+    return doc["metadata"].get("namespace", "")
+
+
+class LargeTier(pulumi.ComponentResource):
+    def __init__(self, name: str, args: LargeTierArgs, opts: Optional[pulumi.ResourceOptions] = None):
+        super().__init__("tierscale:large:LargeTier", name, None, opts)
+        stack = args.stack
+        spec, large = stack.spec, stack.spec.large
+        primary = sizing.primary(spec)
+        tags = {"tierscale:stack": args.stack_name, "managed-by": "pulumi"}
+        self.spokes: dict[str, RegionSpoke] = {}
+        for region in spec.target.regions:
+            self.spokes[region.name] = RegionSpoke(f"{name}-{region.name}", stack, region, args,
+                                                   opts=pulumi.ResourceOptions(parent=self))
+        # Replication from the primary's bucket, on the primary's provider.
+        source = self.spokes[primary.name].bucket
+        others = [s.bucket for n, s in self.spokes.items() if n != primary.name and s.bucket is not None]
+        if source is not None and others:
+            storage.Replication(f"{name}-replication", source, others,
+                                self.spokes[primary.name].medium.eks.aws_provider,
+                                large.model_storage.replication_time_control, large.model_storage.prefix, tags,
+                                opts=pulumi.ResourceOptions(parent=self))
+        self.traffic = traffic.GlobalTraffic(f"{name}-global", large, spec.target.regions, primary.name, tags,
+                                             opts=pulumi.ResourceOptions(parent=self))
+        self.artifacts: dict[str, str] = {}
+        for region, spoke in self.spokes.items():
+            for rel, text in spoke.artifacts.items():
+                self.artifacts[f"{region}/{rel}"] = text
+        if large.gitops is not None:
+            hub = self.spokes[primary.name]
+            self.application_set = k8s_resources.register(
+                gitops.application_set(args.stack_name, large.gitops, spec.target.regions),
+                pulumi.ResourceOptions(parent=self, provider=hub.medium.provider,
+                                       depends_on=[hub.medium.namespace_resource]), name=f"{name}-applicationset")
+        # Which folder each Kubernetes object renders to: its cluster's provider decides.
+        self._provider_region = {f"{spoke.medium._name}-k8s": region for region, spoke in self.spokes.items()}
+        self.report = report(stack)
+        self.endpoint = f"https://{large.global_traffic.domain}/v1"
+        self.register_outputs({"endpoint": self.endpoint, "regions": list(self.spokes)})
+
+    def manifest_dir(self, registered) -> str:
+        """build/<stack>/<region>/kubernetes/ for objects applied to a region's cluster."""
+        provider = registered.provider or ""
+        name = provider.rsplit("::", 1)[0].rsplit("::", 1)[-1] if provider else ""
+        region = self._provider_region.get(name)
+        return f"{region}/kubernetes" if region else "kubernetes"
+
+
+def report(stack: ResolvedStack) -> dict:
+    """What the configuration gives: failover vs RTO, N+1, spot per model, cold starts."""
+    spec = stack.spec
+    large = spec.large
+    models = {m.name: m for m in stack.models}
+    f = sizing.failover(large.global_traffic, large.topology)
+    topo = sizing.facts.topology(large.topology)
+    return {
+        "topology": large.topology, "availabilityPct": topo.availability_pct,
+        "failover": {"healthCheckS": f.detection_s, "dnsTtlS": f.dns_ttl_s, "totalS": f.total_s, "rtoS": f.rto_s,
+                     "meetsRto": f.meets_rto, "via": large.global_traffic.kind},
+        "nPlusOne": {n.model: {"peakQps": n.peak_qps, "perRegionQps": {k: round(v, 1) for k, v in n.per_region_qps.items()},
+                               "withoutLargestQps": round(n.without_largest_qps, 1), "largest": n.largest,
+                               "holds": n.holds} for n in sizing.n_plus_one(spec, models)},
+        "spot": {r.name: {v.model: {"spot": v.spot, "reason": v.reason} for v in sizing.spot_verdicts(spec, r, models)}
+                 for r in spec.target.regions},
+        "coldStart": {name: sizing.cold_start(m) for name, m in models.items()},
+    }
