@@ -18,6 +18,8 @@ ERROR_RATIO = 0.01
 WAITING_QUEUE_MIN = 10  # whitepaper's queue-depth threshold: below it a queue is normal
 GPU_TEMP_MAX_C = 85
 GPU_UTIL_MIN_PERCENT = 20
+# Large tier: the surviving regions' mean KV-cache use, with the largest region's load on them.
+N_PLUS_ONE_KV_RATIO = 0.9
 
 # Jobs each tier scrapes; TargetDown covers exactly these so it never double-alerts with a
 # cluster's own kube-prometheus-stack rules.
@@ -113,6 +115,26 @@ def alert_rules(slo: SloSpec, jobs_regex: str = SMALL_TIER_JOBS) -> list[AlertRu
             "1h", "info", "GPU {{ $labels.gpu }} on {{ $labels.instance }} below 20% for an hour",
             "The deployment is over-provisioned for its load. "
             "Lower replicas or autoscaling.minReplicas.",
+        ),
+        # Large tier (multi-region): series carry `region` (ServiceMonitor relabeling and
+        # Prometheus externalLabels); both rules are quiet where no series has a region label.
+        AlertRule(
+            "TierscaleRegionUnhealthy", f'max by (region) ({metric("up")}{{job=~"vllm-.*", region!=""}}) == 0',
+            "1m", "critical", "No vLLM replica answers in region {{ $labels.region }}",
+            "Every vLLM target of the region is down, so its gateway health check fails and Route 53 / Global "
+            "Accelerator sends its traffic to the other regions. Check the region's cluster and gateway.",
+        ),
+        AlertRule(
+            "TierscaleRegionNoNPlusOneHeadroom",
+            f'sum by (job) ({metric("vllm:kv_cache_usage_perc")}{{job=~"vllm-.*", region!=""}})'
+            f' / (count by (job) ({metric("vllm:kv_cache_usage_perc")}{{job=~"vllm-.*", region!=""}})'
+            f' - max by (job) (count by (job, region) ({metric("vllm:kv_cache_usage_perc")}{{job=~"vllm-.*", region!=""}})))'
+            f' > {N_PLUS_ONE_KV_RATIO:g}'
+            f' and on (job) count by (job) (count by (job, region) ({metric("vllm:kv_cache_usage_perc")}{{job=~"vllm-.*", region!=""}})) > 1',
+            "15m", "warning", "{{ $labels.job }} would run out of KV cache without its largest region",
+            "With the largest region's load moved to the others, their replicas' KV caches would average above "
+            f"{N_PLUS_ONE_KV_RATIO:.0%}: the fleet has no N+1 headroom across regions. Raise maxReplicas outside the "
+            "largest region (target.regions[].models[].maxReplicas).",
         ),
     ]
 
