@@ -108,7 +108,7 @@ class RegionSpoke(pulumi.ComponentResource):
             opts=pulumi.ResourceOptions(parent=self, transformations=[_transformation(self.ctx)]))
         self.artifacts: dict[str, str] = {}
         for rel, text in self.medium.artifacts.items():
-            if rel == "helm/kube-prometheus-stack.values.yaml":
+            if rel.startswith("helm/") and text.startswith("# kube-prometheus-stack "):
                 header, body = text.split("\n", 1)
                 text = header + "\n" + yaml.safe_dump(self.ctx.prometheus_values(yaml.safe_load(body)), sort_keys=False)
             self.artifacts[rel] = text
@@ -153,7 +153,9 @@ class RegionSpoke(pulumi.ComponentResource):
             extras.append((doc, in_ns))
         self.resources: list[pulumi.Resource] = []
         for i, (doc, opts) in enumerate(extras):
-            if large.gitops is not None:
+            # Serving workloads (the canary revisions) stay with Pulumi, beside the MediumTier's.
+            if large.gitops is not None and doc["kind"] not in ("Deployment", "Service", "PodDisruptionBudget",
+                                                                "PersistentVolumeClaim"):
                 meta = doc["metadata"]
                 self.artifacts[f"gitops/{i:03d}-{doc['kind'].lower()}-{meta['name']}.yaml"] = yaml.safe_dump(doc, sort_keys=False)
             else:
