@@ -96,7 +96,7 @@ def _generic(spec: StackSpec, problems: list[Problem]) -> None:
         problems.append(Problem("gateway.kind", "litellm is available on the small tier; the medium tier routes with its "
                                 "Ingress/HTTPRoute"))
     if spec.gateway.aliases and spec.gateway.kind != "litellm":
-        problems.append(Problem("gateway.aliases", "model aliases need gateway.kind: litellm (nginx routes by path, not model name)"))
+        problems.append(Problem("gateway.aliases", "model aliases need gateway.kind: litellm (nginx routes by the served model name in the body but does not rewrite it, so it cannot map an alias)"))
     if spec.security.tls.enabled and not spec.security.tls.hostname:
         problems.append(Problem("security.tls.hostname", "required when security.tls.enabled is true"))
 
