@@ -129,7 +129,8 @@ class MigrationRun:
             # Before any traffic: the split must say 0% (a fresh config from the template), the
             # destination must be scraped, warmed, and already within its gates.
             traffic.set_weight(0)
-            self._wait_scraped(selectors["destination"])
+            self._wait_scraped(selectors["destination"],
+                               max(1, sum(len(u) for u in (outputs.get("endpoints") or {}).values())))
             self._warm_up(outputs, plan, state)
             results = self._wait_gate_data(evaluator)
             baseline = evaluator.measure_baseline()
@@ -159,14 +160,16 @@ class MigrationRun:
         return EXIT_DONE
 
     # -- phases ----------------------------------------------------------------------------
-    def _wait_scraped(self, dst_selector: str) -> None:
+    def _wait_scraped(self, dst_selector: str, expected: int) -> None:
+        """Until Prometheus scrapes at least as many destination targets as there are
+        endpoints (a Service endpoint stands for one or more scraped pods)."""
         expr = f"count(up{{{_inner(dst_selector)}}} == 1)"
         deadline = time.monotonic() + self.config.data_timeout_s
         last = None
         while time.monotonic() < deadline:
             try:
                 last = self.prom.query(expr)
-                if last:
+                if last and last >= expected:
                     self.say(f"Prometheus scrapes {int(last)} destination target(s) ({expr})")
                     return
             except PrometheusError as e:
