@@ -146,7 +146,17 @@ class MigrationRun:
                 continue
             percent = int(step["percent"])
             hold_s = hold_seconds(step["hold"]) * self.config.hold_scale
-            traffic.set_weight(percent)
+            try:
+                traffic.set_weight(percent)
+            except Exception as e:
+                # The new weight may or may not be in force: put the source back before giving up.
+                self.journal.append("error", step=i, percent=percent, error=f"{type(e).__name__}: {e}")
+                try:
+                    traffic.set_weight(0)
+                    self.journal.append("weight", step=i, percent=0, hold_s=0, reason="set_weight failed")
+                except Exception as again:  # noqa: BLE001 - reported, the first error is raised
+                    self.say(f"could not set the destination's weight back to 0 either: {again}")
+                raise
             self.journal.append("weight", step=i, percent=percent, hold_s=hold_s)
             self.say(f"step {i + 1}/{len(plan['traffic_steps'])}: {percent}% to {dst}, hold {hold_s:.1f}s "
                      f"(gates every {self.config.eval_interval_s:g}s)")
