@@ -47,16 +47,20 @@ def _time(stack: str, out: Path, extra: dict | None = None) -> tuple[float, int]
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         _time("large-prod", Path(tmp) / "warm")  # imports, catalog, schema caches
-        base, n3 = _time("large-prod", Path(tmp) / "large-prod")
-        rows = [("large-prod (3 regions x 3 models)", base, n3, 1.0)]
-        for count in (6, 12):
+        prod, n_prod = _time("large-prod", Path(tmp) / "large-prod")
+        # The scaling series uses identical EKS regions (large-prod's third region is a smaller
+        # on-premises cluster), so the ratios compare like with like.
+        rows = []
+        for count in (3, 6, 12):
             seconds, n = _time("large-prod", Path(tmp) / f"r{count}", {
                 "tierscale:target": json.dumps({"kind": "multi-region", "regions": _regions(count)})})
-            rows.append((f"{count} regions x 3 models", seconds, n, seconds / base))
+            rows.append((f"{count} EKS regions x 3 models", seconds, n))
+    base = rows[0][1]
     print(f"{'stack':<36} {'seconds':>8} {'resources':>10} {'ratio':>6}  linear")
-    for (label, seconds, n, ratio), linear in zip(rows, (1, 2, 4)):
-        print(f"{label:<36} {seconds:>8.2f} {n:>10} {ratio:>6.2f}  {linear}x")
-    ok = base <= TARGET_S and rows[1][3] <= 2 * 1.15 and rows[2][3] <= 4 * 1.15
+    print(f"{'large-prod (3 regions x 3 models)':<36} {prod:>8.2f} {n_prod:>10}")
+    for (label, seconds, n), linear in zip(rows, (1, 2, 4)):
+        print(f"{label:<36} {seconds:>8.2f} {n:>10} {seconds / base:>6.2f}  {linear}x")
+    ok = prod <= TARGET_S and rows[1][1] / base <= 2 * 1.15 and rows[2][1] / base <= 4 * 1.15
     print(f"target: large-prod <= {TARGET_S} s, growth <= linear: {'met' if ok else 'NOT met'}")
     return 0 if ok else 1
 
