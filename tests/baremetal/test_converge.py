@@ -2,14 +2,23 @@
 roles converge on their no-GPU path, a second run changes nothing, verify.yml passes and fails
 when it should, and testinfra checks what the roles left on the hosts.
 
+Multi-node: qwen-7b's one replica spans both hosts (leader unit on node-a, worker unit on
+node-b). The stub at ExecStart (tests/support/vllm_stub.py) does a vLLM-shaped rendezvous on the
+rendered addresses and ports over the hosts' direct link; verify.yml checks the group is whole,
+and fails naming it when the worker is stopped.
+
 Tests run in order against one pair of hosts (they build on each other's state).
 """
 
 from __future__ import annotations
 
+import socket
+import time
+
 import pytest
 
 from tests.baremetal.conftest import API_KEY
+from tests.support.testhosts import link_interface
 
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -21,7 +30,7 @@ def _ssh(lab, host, cmd):
 def test_preflight_refuses_hosts_without_the_expected_gpus(lab):
     run = lab.playbook("site.yml")
     assert run.rc != 0
-    assert "has 0 NVIDIA GPU(s) on its PCI bus but the inventory expects 1" in run.output
+    assert "has 0 NVIDIA GPU(s) on its PCI bus but the inventory expects 3" in run.output
     assert "set preflight_require_gpu=false" in run.output
     recap = run.recap()
     assert recap and all(r["changed"] == 0 and r["failed"] == 1 for r in recap.values()), recap
@@ -29,7 +38,8 @@ def test_preflight_refuses_hosts_without_the_expected_gpus(lab):
         # Nothing was changed: no package, no config, no service.
         assert _ssh(lab, host, "dpkg -s rdma-core").rc != 0
         assert _ssh(lab, host, "test -e /etc/nccl.conf").rc != 0
-        assert _ssh(lab, host, "test -e /etc/systemd/system/vllm-llama-8b.service").rc != 0
+        assert _ssh(lab, host, "test -e /etc/systemd/system/vllm-llama-8b-0.service").rc != 0
+        assert _ssh(lab, host, "test -e /etc/systemd/system/vllm-qwen-7b-0.service").rc != 0
 
 
 def test_preflight_refuses_an_unsupported_os(lab):
@@ -56,6 +66,12 @@ def test_site_converges_on_the_no_gpu_path(lab):
     print(f"\nfirst converge: {recap}")
     assert all(r["failed"] == 0 and r["unreachable"] == 0 and r["changed"] > 0 for r in recap.values()), recap
     assert "no NVIDIA GPU found; nothing to install" in run.output
+    # Ordered start across hosts: the worker waited for its leader's master port, in the play after
+    # the one that started the leader.
+    out = run.output
+    assert out.index("Enable and start single-node replicas and multi-node leaders") < \
+        out.index("Wait for each worker's leader to listen on its master port") < \
+        out.index("Start each worker unit so it joins its leader") < out.index("Wait for each multi-node leader to answer /health")
 
 
 def test_second_run_changes_nothing(lab):
@@ -77,6 +93,8 @@ def test_verify_passes(lab):
     assert run.rc == 0, run.output[-3000:]
     assert "0 GPU(s) as expected" in run.output
     assert "no XID errors in the kernel log" in run.output
+    assert "multi-node group qwen-7b-0: leader on node-a is joined" in run.output
+    assert "multi-node group qwen-7b-0: worker on node-b is joined" in run.output
 
 
 def test_verify_fails_on_a_gpu_count_mismatch(lab):
@@ -97,18 +115,21 @@ def test_hosts_have_what_the_roles_promise(lab, index):
     nccl = host.file("/etc/nccl.conf")
     assert nccl.exists and nccl.mode == 0o644 and "NCCL_DEBUG=WARN" in nccl.content_string
 
-    env = host.file("/etc/tierscale/vllm-llama-8b.env")
+    name = f"llama-8b-{index}"  # one replica per host, on the GPU the group left free
+    env = host.file(f"/etc/tierscale/vllm-{name}.env")
     assert env.user == "root" and env.mode == 0o600
-    assert f"VLLM_API_KEY={API_KEY}" in host.check_output("cat /etc/tierscale/vllm-llama-8b.env")
+    assert f"VLLM_API_KEY={API_KEY}" in host.check_output(f"cat /etc/tierscale/vllm-{name}.env")
 
-    unit = host.file("/etc/systemd/system/vllm-llama-8b.service").content_string
+    unit = host.file(f"/etc/systemd/system/vllm-{name}.service").content_string
     assert "ExecStart=/opt/tierscale/vllm/venv/bin/vllm serve meta-llama/Llama-3.1-8B-Instruct" in unit
     assert "--tensor-parallel-size 1" in unit and "--shutdown-timeout 120" in unit
-    assert "TimeoutStopSec=150" in unit and "User=vllm" in unit and "CUDA_VISIBLE_DEVICES" not in unit
+    assert "TimeoutStopSec=150" in unit and "User=vllm" in unit and "Environment=CUDA_VISIBLE_DEVICES=2\n" in unit
     assert "VLLM_API_KEY" not in unit, "the key belongs in the 0600 EnvironmentFile only"
-    verify = host.run("systemd-analyze verify /etc/systemd/system/vllm-llama-8b.service")
-    assert verify.rc == 0 and verify.stderr.strip() == "", verify.stderr
-    service = host.service("vllm-llama-8b")
+    assert "--nnodes" not in unit and "VLLM_HOST_IP" not in unit
+    for unit_name in (name, "qwen-7b-0"):
+        verify = host.run(f"systemd-analyze verify /etc/systemd/system/vllm-{unit_name}.service")
+        assert verify.rc == 0 and verify.stderr.strip() == "", verify.stderr
+    service = host.service(f"vllm-{name}")
     assert service.is_running and service.is_enabled
     assert host.socket("tcp://0.0.0.0:8000").is_listening
     assert host.service("prometheus-node-exporter").is_running
@@ -117,3 +138,71 @@ def test_hosts_have_what_the_roles_promise(lab, index):
     assert "stub-model" in models or "Llama" in models
     # Without the key the API refuses.
     assert "401" in host.run("python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:8000/v1/models')\"").stderr
+
+
+def test_multi_node_units_are_rendered_for_their_host(lab):
+    a, b = lab.hosts
+    leader = lab.testinfra(a).file("/etc/systemd/system/vllm-qwen-7b-0.service").content_string
+    worker = lab.testinfra(b).file("/etc/systemd/system/vllm-qwen-7b-0.service").content_string
+    for unit in (leader, worker):
+        assert "--tensor-parallel-size 2 --pipeline-parallel-size 2" in unit
+        assert "Environment=CUDA_VISIBLE_DEVICES=0,1\n" in unit and "Environment=VLLM_PORT=29600\n" in unit
+    assert f"--nnodes 2 --node-rank 0 --master-addr {a.address} --master-port 29501\n" in leader
+    assert f"--nnodes 2 --node-rank 1 --master-addr {a.address} --master-port 29501 --headless\n" in worker
+    # Each host's own address, and the interface it reaches the other on (the direct link).
+    assert f"Environment=VLLM_HOST_IP={a.address}\n" in leader and f"Environment=VLLM_HOST_IP={b.address}\n" in worker
+    assert f"Environment=GLOO_SOCKET_IFNAME={link_interface(a)}\n" in leader
+    assert f"Environment=NCCL_SOCKET_IFNAME=={link_interface(b)}\n" in worker
+    assert "ExecStartPre" not in leader and f"/dev/tcp/{a.address}/29501" in worker
+
+
+def test_multi_node_group_rendezvoused_in_order(lab):
+    a, b = lab.hosts
+    ha, hb = lab.testinfra(a), lab.testinfra(b)
+    assert ha.service("vllm-qwen-7b-0").is_running and hb.service("vllm-qwen-7b-0").is_running
+    # The worker's connection to the leader's master port, seen from both ends, on the real addresses.
+    assert f"{a.address}:29501" in hb.check_output("ss -Htn state established dst %s:29501", a.address)
+    assert b.address in ha.check_output("ss -Htn state established sport = :29501")
+    # The stub's side of the story: the worker joined from its VLLM_HOST_IP, then the API came up.
+    log = ha.check_output("journalctl -u vllm-qwen-7b-0 --no-pager -o cat")
+    assert f"worker rank 1 joined from {b.address} (VLLM_HOST_IP {b.address}" in log and "group is whole" in log
+    assert f"worker rank 1 joined leader {a.address}:29501 from {b.address}" in \
+        hb.check_output("journalctl -u vllm-qwen-7b-0 --no-pager -o cat")
+    # Start order: the leader was running before the worker's vLLM process started.
+    def monotonic(host, prop):
+        return int(host.check_output(f"systemctl show -p {prop} --value vllm-qwen-7b-0"))
+    assert 0 < monotonic(ha, "ActiveEnterTimestampMonotonic") < monotonic(hb, "ExecMainStartTimestampMonotonic")
+    # The leader serves the API (only it does).
+    assert ha.socket("tcp://0.0.0.0:8001").is_listening and not hb.socket("tcp://0.0.0.0:8001").is_listening
+
+
+def test_group_ports_are_open_to_the_group_only(lab):
+    a, b = lab.hosts
+    rules = lab.testinfra(a).check_output("nft list table inet tierscale_vllm")
+    assert b.address in rules and "29501" in rules and "29600-29699" in rules and "32768-60999" in rules
+    assert lab.testinfra(a).service("tierscale-vllm-firewall").is_enabled
+    # From this machine (not a group member, 10.213.0.1) the master port is dropped, the API is not.
+    with pytest.raises(OSError):
+        socket.create_connection((a.address, 29501), timeout=3).close()
+    socket.create_connection((a.address, 8001), timeout=3).close()
+
+
+def test_verify_fails_naming_the_group_when_its_worker_stops(lab):
+    a, b = lab.hosts
+    hb = lab.testinfra(b)
+    assert hb.run("systemctl stop vllm-qwen-7b-0").rc == 0
+    run = lab.playbook("verify.yml")
+    assert run.rc != 0
+    assert "multi-node group qwen-7b-0 (qwen-7b replica 0: leader node-a" in run.output
+    assert "is not whole on node-b: vllm-qwen-7b-0.service (worker, node rank 1) is inactive" in run.output
+    assert "is not whole on node-a" in run.output  # the leader misses its worker (or died with the group)
+    # Started again, the worker waits for the leader (restarted after losing its group) and rejoins.
+    assert hb.run("systemctl start --no-block vllm-qwen-7b-0").rc == 0
+    deadline = time.monotonic() + 120
+    while True:
+        run = lab.playbook("verify.yml")
+        if run.rc == 0 or time.monotonic() > deadline:
+            break
+        time.sleep(5)
+    assert run.rc == 0, run.output[-3000:]
+    assert "multi-node group qwen-7b-0: worker on node-b is joined" in run.output

@@ -121,7 +121,10 @@ class TestHost:
 
     def boot(self, log: Path) -> None:
         self.proc = subprocess.Popen(
+            # CAP_NET_ADMIN: nspawn drops it for --network-namespace-path; the roles manage this host's
+            # firewall (nftables), which only reaches the host's own network namespace.
             ["systemd-nspawn", "--boot", "--register=no", "--keep-unit", f"--network-namespace-path=/run/netns/{self.netns}",
+             "--capability=CAP_NET_ADMIN",
              "-D", str(self.root), f"--machine={self.name}", "--console=passive"],
             stdout=open(log, "w"), stderr=subprocess.STDOUT, start_new_session=True,
         )

@@ -54,7 +54,11 @@ def check_environment() -> str:
         fail(f"VLLM_HOST_IP={host_ip} is not an address of this host: {e}")
     for var in ("GLOO_SOCKET_IFNAME", "NCCL_SOCKET_IFNAME"):
         name = os.environ.get(var, "").lstrip("=^")
-        if not name or not Path(f"/sys/class/net/{name}").exists():
+        try:
+            if not name:
+                raise OSError("empty")
+            socket.if_nametoindex(name)  # in this network namespace (/sys/class/net may show another)
+        except OSError:
             fail(f"{var}={os.environ.get(var, '')!r} is not an interface of this host")
     if not os.environ.get("VLLM_PORT", "").isdigit():
         fail("VLLM_PORT is not set to a port")
@@ -123,6 +127,7 @@ def leader(args, host_ip: str, rest: list[str]) -> None:
         rank = int(hello["rank"])
         conn.sendall(json.dumps({"mq_port": queue.getsockname()[1]}).encode() + b"\n")
         back = socket.create_connection((hello["host_ip"], int(hello["data_port"])), timeout=10)
+        back.settimeout(None)
         back.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
         joined[rank] = [conn, back]
         log(f"worker rank {rank} joined from {peer[0]} (VLLM_HOST_IP {hello['host_ip']}, "
@@ -158,8 +163,10 @@ def worker(args, host_ip: str) -> None:
         fail("the leader closed the connection before the rendezvous", 1)
     mq = socket.create_connection((args.master_addr, json.loads(reply)["mq_port"]), timeout=10,
                                   source_address=(host_ip, 0))
+    mq.settimeout(None)  # held for the life of the group
     data.settimeout(30)
     back, _ = data.accept()
+    back.settimeout(None)
     log(f"worker rank {args.node_rank} joined leader {args.master_addr}:{args.master_port} from {host_ip}")
     threading.Thread(target=hold, args=(mq, "the leader's message queue closed"), daemon=True).start()
     threading.Thread(target=hold, args=(back, "the leader's connection back closed"), daemon=True).start()
