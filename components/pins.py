@@ -62,3 +62,6 @@ CUDA_VERSION: str = _packages()["cuda"]
 NCCL_VERSION: str = _packages()["nccl"]
 
 assert DEFAULT_KUBERNETES_VERSION in KUBERNETES_VERSIONS, "pins.yaml: kubernetes.default must be a supported version"
+
+# Karpenter's EC2NodeClass AMI alias (a dated EKS AMI release, never @latest).
+KARPENTER_AMI_ALIAS: str = data()["node_images"]["karpenter_ami_alias"]

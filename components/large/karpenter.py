@@ -32,7 +32,7 @@ NODE_CLASS = "gpu"
 DISCOVERY_TAG = "karpenter.sh/discovery"
 # EKS-optimized AL2023: for GPU instance types Karpenter resolves the alias to the NVIDIA
 # variant (driver and container toolkit), as the medium tier's AL2023_x86_64_NVIDIA node group.
-AMI_ALIAS = "al2023@latest"
+AMI_ALIAS = pins.KARPENTER_AMI_ALIAS  # pinned in components/pins.yaml, never @latest
 EVENT_RULES = {
     "scheduled-change": {"source": ["aws.health"], "detail-type": ["AWS Health Event"]},
     "spot-interruption": {"source": ["aws.ec2"], "detail-type": ["EC2 Spot Instance Interruption Warning"]},

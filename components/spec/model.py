@@ -550,13 +550,6 @@ class StackSpec(SpecModel):
     large: Optional[LargeSpec] = Field(default=None, description="Large tier: topology, global traffic, Karpenter, "
                                        "model storage, canaries, GitOps (required for tier large).")
 
-    @field_validator("large", mode="before")
-    @classmethod
-    def _unset_large(cls, value):
-        # Pulumi.yaml declares `large` with default null, which reaches the program as the
-        # string "None" when a stack does not set it: that means unset.
-        return None if value in ("None", "null") else value
-
 
 # Secret config keys: only ever Pulumi secrets (`pulumi config set --secret KEY`).
 SECRET_KEYS: dict[str, str] = {

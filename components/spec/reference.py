@@ -48,7 +48,9 @@ def project_config() -> dict:
             decl["type"] = "string"
         decl["description"] = (field.description or "") + " See docs/config-reference.md."
         default = _default(field)
-        if default is not PydanticUndefined:
+        # An optional section without a default (e.g. `large`) is declared without one: a
+        # `default: null` would reach the program as the string "None".
+        if default is not PydanticUndefined and default is not None:
             decl["default"] = default
         config[field.alias] = decl
     for key, description in SECRET_KEYS.items():

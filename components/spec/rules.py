@@ -19,7 +19,7 @@ from components.planner import parallelism, placement
 from components.spec import capacity
 from components.spec.errors import Problem
 from components.spec.fleet import fleet_for
-from components.spec.model import DNS_LABEL, PlatformSpec, SECRET_KEYS, StackSpec
+from components.spec.model import DNS_LABEL, SECRET_KEYS, StackSpec
 from components.spec.model_resolution import default_name, resolve_entry
 from components.spec.resolved import ResolvedModel, ResolvedStack
 from components.suggestions import suggestion
@@ -90,8 +90,17 @@ def _generic(spec: StackSpec, problems: list[Problem]) -> None:
     if spec.target.kind not in entry.targets:
         problems.append(Problem("target.kind", f"{spec.target.kind!r} does not match tier {spec.tier!r}; "
                                 f"allowed: {' or '.join(entry.targets)}"))
-    if spec.platform != PlatformSpec() and entry.section != "platform":
-        problems.append(Problem("platform", f"applies to the medium tier only (this stack is tier {spec.tier!r})"))
+    # A section only one tier reads (its registry entry's `section`) is refused on any other tier.
+    for other in TIERS.values():
+        section = other.section
+        if not section or section == entry.section:
+            continue
+        field = StackSpec.model_fields[section]
+        default = field.get_default(call_default_factory=True)
+        if getattr(spec, section) != default:
+            readers = [t.name for t in TIERS.values() if t.section == section]
+            problems.append(Problem(section, f"applies to the {' and '.join(readers)} tier only (this stack is tier "
+                                    f"{spec.tier!r}); remove it"))
     if spec.gateway.kind == "litellm" and spec.tier != "small":
         problems.append(Problem("gateway.kind", "litellm is available on the small tier; the medium tier routes with its "
                                 "Ingress/HTTPRoute"))
