@@ -117,7 +117,7 @@ def inventory(
     except SpecError as error:
         _fail_spec(error)
     target = out_dir or paths.REPO_ROOT / "build" / stack / "ansible"
-    for rel, content in files(resolved).items():
+    for rel, content in files(resolved, stack).items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
@@ -408,6 +408,9 @@ def migrate_run(
         plan_json = result.to_json()
         plan_json["served_models"] = {m.name: m.served_model_name for m in dst.models}
         for warning in result.warnings:
+            if warning.startswith("fallback needs a fallback endpoint") and (
+                    settings.get("fallback_servers") or settings.get("fallback_service")):
+                continue  # the traffic file names one
             sys.stderr.write(f"warning: {warning}\n")
     if driver_name == "pulumi":
         driver = drivers.PulumiDriver(on_output=lambda line: sys.stderr.write(line))

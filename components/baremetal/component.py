@@ -25,7 +25,7 @@ class BaremetalNodes(pulumi.ComponentResource):
 
     def __init__(self, name: str, args: BaremetalArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("tierscale:baremetal:BaremetalNodes", name, None, opts)
-        rendered = inventory.files(args.stack)
+        rendered = inventory.files(args.stack, args.stack_name)
         self.artifacts = {f"ansible/{p}": c for p, c in rendered.items()}
         workdir = paths.REPO_ROOT / "build" / args.stack_name / "ansible"
         local = Host("localhost")
@@ -37,9 +37,12 @@ class BaremetalNodes(pulumi.ComponentResource):
         ]
         ansible_dir = paths.REPO_ROOT / "ansible"
         inventory_file = shlex.quote(str(workdir / "inventory.yml"))
-        # group_vars/ sits next to inventory.yml, where Ansible loads it; the vault holding
-        # vllm_api_key/vllm_hf_token is opened with ANSIBLE_VAULT_PASSWORD_FILE.
-        run = f"cd {shlex.quote(str(ansible_dir))} && ansible-playbook -i {inventory_file}"
+        # group_vars/ sits next to inventory.yml, where Ansible loads it. The vault holding
+        # vllm_api_key/vllm_hf_token lives outside build/ (inventory.vault_path) and is passed
+        # when present; ANSIBLE_VAULT_PASSWORD_FILE opens it.
+        vault = inventory.vault_path(args.stack_name).replace("~", "$HOME", 1)
+        run = (f'cd {shlex.quote(str(ansible_dir))} && VAULT="{vault}" && '
+               f'ansible-playbook -i {inventory_file} $([ -f "$VAULT" ] && echo "-e @$VAULT")')
         self.converge = local.command(
             f"{name}-site", create=f"{run} site.yml",
             triggers=[digest(*rendered.values())],

@@ -171,9 +171,16 @@ def unit(stack: ResolvedStack, host: str, name: str) -> Optional[dict]:
     return next((u for u in units_by_host(stack)[host] if u["name"] == name), None)
 
 
-def files(stack: ResolvedStack) -> dict[str, str]:
+def vault_path(stack_name: str) -> str:
+    """Where the README tells users to keep the stack's Ansible vault: never under build/,
+    which `tierscale render` owns."""
+    return f"~/.config/tierscale/{stack_name}/vault.yml"
+
+
+def files(stack: ResolvedStack, stack_name: str) -> dict[str, str]:
     header = ("# Rendered by tierscale from the stack spec; edit the stack, not this file.\n"
-              "# Secrets (vllm_api_key, vllm_hf_token) go in group_vars/all/vault.yml, encrypted with ansible-vault.\n")
+              f"# Secrets (vllm_api_key, vllm_hf_token) go in {vault_path(stack_name)}, encrypted with\n"
+              f"# ansible-vault, outside build/ (pass it with -e @{vault_path(stack_name)}).\n")
     return {
         "inventory.yml": header + yaml.safe_dump(inventory(stack), sort_keys=False, width=200, default_flow_style=None),
         "group_vars/all/tierscale.yml": header + yaml.safe_dump(group_vars(stack), sort_keys=False, width=200),

@@ -15,9 +15,10 @@ import subprocess
 import pytest
 
 from tests.conftest import REPO, TIERSCALE
+from tests.support.stacks import EXAMPLE_STACKS
 
 
-@pytest.mark.parametrize("stack", ["small-dev", "medium-prod", "medium-eks", "baremetal-lab"])
+@pytest.mark.parametrize("stack", EXAMPLE_STACKS)
 def test_render_exits_without_stray_exceptions(stack, tmp_path):
     env = dict(os.environ, PYTHONWARNINGS="error::ResourceWarning")
     proc = subprocess.run([TIERSCALE, "render", "--stack", stack, "--out", str(tmp_path / stack)], cwd=REPO, env=env,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from components.render import render_stack
+from tests.support.stacks import EXAMPLE_STACKS
 
 PLANTED = {
     "tierscale:apiKey": "sk-PLANTED-api-key-7f3a9c",
@@ -12,7 +13,7 @@ PLANTED = {
 }
 
 
-@pytest.mark.parametrize("stack", ["small-dev", "medium-prod", "medium-eks", "baremetal-lab"])
+@pytest.mark.parametrize("stack", EXAMPLE_STACKS)
 def test_planted_secrets_never_reach_rendered_files(stack, tmp_path, capsys):
     result = render_stack(stack, tmp_path, extra_config=PLANTED, extra_secret_keys=set(PLANTED))
     assert {"apiKey", "hfToken"} <= result.stack.secrets_present

@@ -9,8 +9,8 @@ import yaml
 from components.spec import load_spec
 from components.spec.stack_file import load_stack
 from tests.conftest import run_cli
+from tests.support.stacks import EXAMPLE_STACKS
 
-EXAMPLES = ["small-dev", "medium-prod", "medium-eks", "baremetal-lab"]
 
 
 def small(**overrides):
@@ -30,7 +30,7 @@ def keys(stack) -> list[str]:
     return [w.path for w in stack.warnings]
 
 
-@pytest.mark.parametrize("name", EXAMPLES)
+@pytest.mark.parametrize("name", EXAMPLE_STACKS)
 def test_example_stacks_have_no_warnings(name):
     assert load_stack(name).warnings == []
 

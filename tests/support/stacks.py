@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from components import paths
 from components.spec import ResolvedStack, load_spec
 from components.spec.stack_file import load_stack
+
+
+# Every example stack in stacks/: each must render, validate (--strict) and exit cleanly.
+EXAMPLE_STACKS = sorted(p.name[len("Pulumi."):-len(".yaml")] for p in paths.STACKS_DIR.glob("Pulumi.*.yaml"))
 
 
 def example_stack(name: str) -> ResolvedStack:
