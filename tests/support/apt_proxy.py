@@ -15,7 +15,6 @@ import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
-DEFAULT_ALLOWED = ("deb.debian.org",)
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer", "upgrade",
               "proxy-authorization", "proxy-authenticate"}
 
@@ -71,7 +70,8 @@ def make_handler(allowed: tuple[str, ...]):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--listen", action="append", required=True, help="host:port (repeatable)")
-    parser.add_argument("--allow", action="append", default=list(DEFAULT_ALLOWED))
+    parser.add_argument("--allow", action="append", required=True,
+                        help="host to forward to (the machine's Debian mirror, from its apt sources); repeatable")
     args = parser.parse_args()
     import threading
 
