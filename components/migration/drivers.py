@@ -1,6 +1,7 @@
 """How `tierscale migrate run` brings the destination stack up: a driver interface.
 
     class StackDriver(Protocol):
+        def check(self) -> None                   # can it run at all? (before anything changes)
         def up(self, stack: str) -> dict          # deploy (idempotent), return outputs()
         def outputs(self, stack: str) -> dict     # {"endpoints": {model: [base URLs]}, ...}
         def apply(self, stack: str, manifests)    # apply Kubernetes objects (HTTPRoute weights)
@@ -44,6 +45,9 @@ class DriverError(RuntimeError):
 
 
 class StackDriver(Protocol):
+    def check(self) -> None:
+        ...
+
     def up(self, stack: str) -> dict:
         ...
 
@@ -70,6 +74,9 @@ class PulumiDriver:
     def _require_cli(self) -> None:
         if shutil.which("pulumi") is None:
             raise DriverError(PULUMI_MISSING)
+
+    def check(self) -> None:
+        self._require_cli()
 
     def _stack(self, stack: str):
         self._require_cli()
@@ -160,6 +167,10 @@ class LocalStubDriver:
                 if key not in ("replicas", "ttft_ms", "itl_ms", "labels"):
                     raise DriverError(f"{settings}: unknown setting {key!r}")
                 setattr(self, key, value)
+
+    def check(self) -> None:
+        if not STUB.exists():
+            raise DriverError(f"local-stubs needs {STUB} (a checkout of this repository)")
 
     def _state_path(self, stack: str) -> Path:
         return self.state_dir / f"{stack}.json"

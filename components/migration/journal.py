@@ -4,10 +4,11 @@ Every line has `event`, `at` (epoch seconds) and `time` (UTC, ISO 8601). Events,
 
     start      the plan (source, destination, strategy, traffic_steps, gates, selectors, window),
                hold_scale, eval_interval_s
+    baseline   the source's own terms (TTFT p99, error ratio) before anything changes
     fallback   (fallback strategy) the source's share now goes to the fallback endpoint
     up         the destination is up: the driver's outputs (endpoints per model)
     warmup     one replica warmed: url, requests, failed
-    baseline   the source's terms before any shift, and the gates at 0%
+    precheck   the gates at 0%, on the warm-up traffic (all must hold), holds
     weight     step, percent, hold_s: the weight is in force (the back end confirmed it)
     gates      step, percent, final (end of hold or mid-hold), results [{gate, value, op,
                threshold, unit, holds, read, at}]
@@ -86,6 +87,7 @@ class RunState:
     up: Optional[dict] = None
     warmed: set = field(default_factory=set)
     baseline: Optional[dict] = None
+    prechecked: bool = False
     steps_done: set = field(default_factory=set)
     current: Optional[dict] = None  # the last `weight` record
     finished: Optional[dict] = None
@@ -105,6 +107,8 @@ class RunState:
                 s.warmed.add(r["url"])
             elif kind == "baseline":
                 s.baseline = r["terms"]
+            elif kind == "precheck" and r.get("holds"):
+                s.prechecked = True
             elif kind == "weight":
                 s.current = r
             elif kind == "step_done":

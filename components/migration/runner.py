@@ -4,8 +4,9 @@
         bring the destination up (driver.up, idempotent)
         wait until Prometheus scrapes the destination (`up{<dst selector>}`)
         warm every new replica with WARMUP_REQUESTS synthetic requests (none may fail)
-        wait until every gate has data; measure the source's baseline; the gates must hold
-        at 0% (the warm-up traffic already meets the SLOs) before any real traffic moves
+        wait until every gate has data: the gates must hold at 0% (the warm-up traffic
+        already meets the SLOs) before any real traffic moves
+    (before all of it, the source's own terms are measured once: the baseline)
     P1-P3  for each traffic step: set the destination's weight (the back end returns once it
         is in force), hold for the step's hold x --hold-scale while evaluating every gate
         each --eval-interval; a gate whose value breaks its threshold at any evaluation, or
@@ -113,6 +114,16 @@ class MigrationRun:
         window = plan.get("gate_window", "5m")
         fallback = plan["strategy"] == "fallback"
 
+        self.driver.check()  # e.g. no Pulumi CLI: stop before anything changes
+        evaluator = GateEvaluator(self.prom, gates, selectors["source"], window, state.baseline)
+        if state.baseline is None:
+            # The source as it serves now, before anything changes (with the fallback strategy
+            # the source stops serving next, so this is the only moment it can be measured).
+            baseline = self._wait_baseline(evaluator)
+            self.journal.append("baseline", terms=baseline)
+            self.say("baseline (the source before any change): " +
+                     ", ".join(f"{k}={'no data' if v is None else f'{v:.4g}'}" for k, v in baseline.items()))
+
         if fallback and not state.fallback:
             self.make_traffic(None, fallback=False).use_fallback()
             self.journal.append("fallback")
@@ -124,8 +135,7 @@ class MigrationRun:
         traffic = self.make_traffic(outputs, fallback=fallback)
         self.say(f"traffic back end: {traffic.describe()}")
 
-        evaluator = GateEvaluator(self.prom, gates, selectors["source"], window, state.baseline)
-        if state.baseline is None:
+        if not state.prechecked:
             # Before any traffic: the split must say 0% (a fresh config from the template), the
             # destination must be scraped, warmed, and already within its gates.
             traffic.set_weight(0)
@@ -133,13 +143,11 @@ class MigrationRun:
                                max(1, sum(len(u) for u in (outputs.get("endpoints") or {}).values())))
             self._warm_up(outputs, plan, state)
             results = self._wait_gate_data(evaluator)
-            baseline = evaluator.measure_baseline()
-            self.journal.append("baseline", terms=baseline, results=[r.to_json() for r in results])
             failed = [r for r in results if not r.holds]
+            self.journal.append("precheck", results=[r.to_json() for r in results], holds=not failed)
             if failed:
                 raise RunStopped("gates fail on the warm-up traffic already: " + "; ".join(r.describe() for r in failed))
-            self.say("baseline (source, before any shift): " +
-                     ", ".join(f"{k}={'no data' if v is None else f'{v:.4g}'}" for k, v in baseline.items()))
+            self.say("pre-check: every gate holds on the warm-up traffic")
 
         for i, step in enumerate(plan["traffic_steps"]):
             if i in state.steps_done:
@@ -205,6 +213,15 @@ class MigrationRun:
                 self.journal.append("warmup", model=model, url=url, requests=n, failed=failed, error=error)
                 if failed:
                     raise RunStopped(f"warm-up of {url} ({model}): {failed} of {n} requests failed: {error}")
+
+    def _wait_baseline(self, evaluator: GateEvaluator) -> dict:
+        """The source's terms, once Prometheus has them (a source that serves has them at once)."""
+        deadline = time.monotonic() + self.config.data_timeout_s
+        while True:
+            baseline = evaluator.measure_baseline()
+            if all(v is not None for v in baseline.values()) or time.monotonic() > deadline:
+                return baseline
+            time.sleep(min(1.0, self.config.eval_interval_s))
 
     def _wait_gate_data(self, evaluator: GateEvaluator) -> list[GateResult]:
         deadline = time.monotonic() + self.config.data_timeout_s

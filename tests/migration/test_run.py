@@ -199,6 +199,9 @@ class FakeDriver:
     def __init__(self, log):
         self.log = log
 
+    def check(self):
+        pass
+
     def up(self, stack):
         self.log.append(("up", stack))
         return {"endpoints": {}}

@@ -7,7 +7,9 @@ driving the stub driver, and a load generator running throughout.
     the destination at the end, no failed request;
 (b) the destination's TTFT raised above the SLO at step 2: the gate fails, the destination's
     weight is 0 again within one evaluation interval, the run exits 1 naming the gate;
-(c) the run SIGKILLed mid-step: `run --resume` continues from the journal and completes.
+(c) the run SIGKILLed mid-step: `run --resume` continues from the journal and completes;
+(d) the fallback strategy: the source's traffic goes to the fallback endpoint before the
+    destination comes up, then shifts from the fallback to the destination.
 
 The holds are the plan's 30 minutes x --hold-scale; the gates' window is 10 s, Prometheus
 scrapes every second and the gates are evaluated every second.
@@ -153,6 +155,8 @@ class Rig:
                           for i in range(2)]
         self.qwen = SrcStub("src-qwen-0", free_port(), ttft_ms=HEALTHY_TTFT_MS, itl_ms=2, model=served["qwen-14b"]).start()
         self.source_servers = {"llama-8b": [s.address for s in self.src_stubs], "qwen-14b": [self.qwen.address]}
+        # The fallback endpoint (a small model or an external API) for --strategy fallback.
+        self.fallback = SrcStub("fallback-0", free_port(), ttft_ms=HEALTHY_TTFT_MS, itl_ms=2, model=served["llama-8b"]).start()
         port, self.status_port = free_port(), free_port()
         gw = tmp / "gateway"
         gw.mkdir()
@@ -186,7 +190,8 @@ class Rig:
         self.traffic.write_text(yaml.safe_dump({
             "kind": "nginx", "conf": str(gw / "nginx.conf"),
             "status_url": f"http://127.0.0.1:{self.status_port}/gateway/traffic",
-            "render": self.render, "source_servers": self.source_servers}, sort_keys=False))
+            "render": self.render, "source_servers": self.source_servers,
+            "fallback_servers": {"llama-8b": [self.fallback.address]}}, sort_keys=False))
         self.journal = tmp / "journal.jsonl"
         self.procs: list[subprocess.Popen] = []
         self.spreads: list[float] = []
@@ -215,7 +220,7 @@ class Rig:
     def counts(self) -> dict[str, int]:
         """Requests each llama replica has received (its own counter), read in parallel so
         the snapshot is one instant (its spread is kept in `self.spreads`)."""
-        urls = {s.name: f"http://{s.address}" for s in self.src_stubs}
+        urls = {s.name: f"http://{s.address}" for s in [*self.src_stubs, self.fallback]}
         if (self.driver_dir / f"{DST}.json").exists():
             urls.update({r["name"]: r["url"] for r in self.dst_stubs()})
         start = time.monotonic()
@@ -252,7 +257,7 @@ class Rig:
                     pass
         self.nginx.stop()
         self.prometheus.stop()
-        for s in [*self.src_stubs, self.qwen]:
+        for s in [*self.src_stubs, self.qwen, self.fallback]:
             s.kill()
 
 
@@ -271,7 +276,7 @@ class Watcher:
         while not self.stop_event.is_set():
             records = self.rig.records()
             for record in records[seen:]:
-                if record["event"] in ("weight", "step_done", "rollback", "done", "baseline"):
+                if record["event"] in ("weight", "step_done", "rollback", "done", "baseline", "fallback", "up", "precheck"):
                     self.snapshots.append((record, self.rig.counts()))
                 if self.on_event:
                     self.on_event(record)
@@ -435,7 +440,7 @@ def test_killed_run_resumes_from_the_journal(rig):
     assert code == 0, output
     assert "resuming from" in output and "steps done [0]" in output
     after = rig.records()[len(before):]
-    assert [r["event"] for r in after if r["event"] in ("up", "warmup", "baseline")] == ["up"]  # not redone
+    assert [r["event"] for r in after if r["event"] in ("up", "warmup", "baseline", "precheck")] == ["up"]  # not redone
     assert [(r["step"], r["percent"]) for r in after if r["event"] == "weight"] == [(1, 20), (2, 50), (3, 100)]
     assert after[-1]["event"] == "done" and after[-1]["result"] == "completed"
     failed = [r for r in results if r["error"]]
@@ -444,3 +449,33 @@ def test_killed_run_resumes_from_the_journal(rig):
     print("shares: " + ", ".join(f"{w}% -> {s:.1f}% ({n})" for w, s, n in shares))
     for weight, share, total in shares:
         assert abs(share - weight) <= 3
+
+
+def test_fallback_strategy_serves_from_the_fallback_while_the_destination_comes_up(rig):
+    rig.load = Load(rig.url).start()
+    watcher = Watcher(rig).start()
+    proc = rig.run_cli("--strategy", "fallback", hold_scale=0.002)  # 3.6 s holds
+    code = _wait(proc, 150)
+    watcher.stop()
+    results = rig.load.stop()
+    output = rig.output(proc)
+    print(f"\n{output}")
+    assert code == 0, output
+    events = [r["event"] for r in rig.records()]
+    assert events.index("baseline") < events.index("fallback") < events.index("up") < events.index("precheck") < events.index("weight")
+    snaps = {record["event"]: counts for record, counts in watcher.snapshots if record["event"] in ("up", "precheck")}
+    src_names = [s.name for s in rig.src_stubs]
+    # From the fallback switch on, the source replicas get nothing: the fallback carries it all
+    # while the destination comes up and warms.
+    assert all(snaps["precheck"][n] == snaps["up"][n] for n in src_names), snaps
+    assert snaps["precheck"]["fallback-0"] - snaps["up"]["fallback-0"] > 20, snaps
+    shares = watcher.step_shares()
+    print("destination shares (the rest on the fallback): " + ", ".join(f"{w}% -> {sh:.1f}% ({n})" for w, sh, n in shares))
+    assert [w for w, _, _ in shares] == [5, 20, 50, 100]
+    for weight, share, total in shares:
+        assert abs(share - weight) <= 3 + 100 / total, (weight, share, total)  # short holds: one request's worth more
+    final = watcher.snapshots[-1][1]
+    first = next(c for r, c in watcher.snapshots if r["event"] == "weight")
+    assert all(final[n] == first[n] for n in src_names)  # the source stayed out throughout
+    failed = [r for r in results if r["error"]]
+    assert failed == [], failed[:5]
