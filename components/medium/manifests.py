@@ -19,6 +19,18 @@ from components.spec import ResolvedModel, ResolvedStack
 
 MODEL_CACHE_GIB_MIN = 50
 RUN_AS_ID = 10001  # a high UID/GID that maps to no host account
+
+
+def restricted_container_security() -> dict:
+    """The container securityContext every tierscale pod runs with (PSS "restricted")."""
+    return {
+        "allowPrivilegeEscalation": False,
+        "capabilities": {"drop": ["ALL"]},
+        "runAsNonRoot": True,
+        "runAsUser": RUN_AS_ID,
+        "runAsGroup": RUN_AS_ID,
+        "readOnlyRootFilesystem": True,
+    }
 SECRETS_MOUNT = "/var/run/secrets/tierscale"
 # Inline checkov suppressions, each with the reason it does not apply.
 CHECKOV_SKIPS = {
@@ -146,14 +158,7 @@ def container(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE) ->
         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3, "timeoutSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 15, "failureThreshold": 4, "timeoutSeconds": 10},
         "lifecycle": {"preStop": {"sleep": {"seconds": probes.PRESTOP_SLEEP_S}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_ID,
-            "runAsGroup": RUN_AS_ID,
-            "readOnlyRootFilesystem": True,
-        },
+        "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "shm", "mountPath": "/dev/shm"},
             {"name": "model-cache", "mountPath": "/models"},

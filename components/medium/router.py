@@ -16,7 +16,8 @@ from __future__ import annotations
 import hashlib
 
 from components.medium.names import APP_LABEL, COMPONENT_LABEL, PART_OF, workload
-from components.serving import model_router, versions
+from components.medium.manifests import restricted_container_security
+from components.serving import model_router, probes, versions
 from components.serving.vllm_args import VLLM_PORT
 from components.spec import ResolvedStack
 
@@ -25,7 +26,6 @@ ROUTER_PORT = VLLM_PORT  # clients see the same port whichever way they come in
 STATUS_PORT = 8081
 REPLICAS = 2
 CONFIG_DIR = "/etc/nginx/tierscale"
-RUN_AS_ID = 10001
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 CHECKOV_SKIPS = {
     "checkov.io/skip1": "CKV_K8S_43=Images are pinned by version tag; digests need registry access at render time",
@@ -85,15 +85,8 @@ def deployment(stack: ResolvedStack, ns: str, config: dict) -> dict:
         # Let the endpoints drop the pod before nginx stops accepting; then the image's
         # STOPSIGNAL SIGQUIT is nginx's graceful quit: running streams finish (up to the grace
         # period, the gateway's read timeout), new connections go to the other router.
-        "lifecycle": {"preStop": {"sleep": {"seconds": 15}}},
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "runAsNonRoot": True,
-            "runAsUser": RUN_AS_ID,
-            "runAsGroup": RUN_AS_ID,
-            "readOnlyRootFilesystem": True,
-        },
+        "lifecycle": {"preStop": {"sleep": {"seconds": probes.PRESTOP_SLEEP_S}}},
+        "securityContext": restricted_container_security(),
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
