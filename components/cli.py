@@ -272,6 +272,8 @@ def migrate_plan(
     destination: str = typer.Option(..., "--to", help="Destination stack"),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="rolling|buffer|fallback (default: recommended)"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable plan (stable keys)"),
+    rollout_out: Optional[Path] = typer.Option(None, "--rollout-out", help="Model upgrade on medium: write Argo Rollouts "
+                                               "Rollout + AnalysisTemplate (the same gates) to this directory"),
     stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
 ) -> None:
     """Explain a move between two stacks: what changes, the strategy, traffic steps and SLO gates."""
@@ -288,6 +290,22 @@ def migrate_plan(
     except SpecError as error:
         _fail_spec(error)
     result = plan_migration(source, src, destination, dst, strategy)
+    if rollout_out is not None:
+        from components.migration import rollouts
+
+        try:
+            bundles = rollouts.render(source, src, destination, dst, strategy=strategy)
+        except rollouts.RolloutError as e:
+            sys.stderr.write(f"error: --rollout-out: {e}\n")
+            raise typer.Exit(2)
+        invalid = [err for b in bundles for doc in b.documents().values() for err in rollouts.schema_errors(doc)]
+        if invalid:
+            sys.stderr.write("error: --rollout-out: rendered manifests fail their CRD schemas: " + "; ".join(invalid) + "\n")
+            raise typer.Exit(1)
+        for path in rollouts.write(bundles, rollout_out):
+            sys.stderr.write(f"wrote {path}\n")
+        for warning in (w for b in bundles for w in b.warnings):
+            sys.stderr.write(f"warning: {warning}\n")
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         return
@@ -357,6 +375,8 @@ def migrate_run(
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TIERSCALE_API_KEY", show_default=False,
                                           help="Bearer key for warm-up requests; prefer TIERSCALE_API_KEY"),
     data_timeout: float = typer.Option(180.0, "--data-timeout", help="Seconds to wait for Prometheus to see the destination"),
+    golden_file: Optional[Path] = typer.Option(None, "--golden", help="Golden prompts (JSON lines) for a weights/quantization "
+                                               "change (default benchmarks/golden/prompts.jsonl)"),
     stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
 ) -> None:
     """Execute the plan: bring DST up, warm it, shift traffic step by step under the SLO gates, roll back on failure.
@@ -367,7 +387,8 @@ def migrate_run(
     from components.migration.journal import Journal, JournalLocked
     from components.migration.plan import STRATEGIES, plan_migration
     from components.migration.prom import Prometheus, PrometheusError
-    from components.migration.runner import MigrationRun, RunConfig, install_interrupt_handler
+    from components.migration.runner import (MigrationRun, RunConfig, golden_plan, golden_source_urls,
+                                             install_interrupt_handler, load_golden_prompts)
     from components.spec import Problem
     from components.spec.stack_file import load_stack
     from components.suggestions import suggestion
@@ -407,6 +428,10 @@ def migrate_run(
         result = plan_migration(source, src, destination, dst, strategy, window=gate_window)
         plan_json = result.to_json()
         plan_json["served_models"] = {m.name: m.served_model_name for m in dst.models}
+        try:
+            plan_json["golden"] = golden_plan(src, dst, load_golden_prompts(golden_file))
+        except (OSError, ValueError, KeyError) as e:
+            fail(f"--golden {golden_file or 'benchmarks/golden/prompts.jsonl'}: {e!r}")
         for warning in result.warnings:
             if warning.startswith("fallback needs a fallback endpoint") and (
                     settings.get("fallback_servers") or settings.get("fallback_service")):
@@ -426,7 +451,7 @@ def migrate_run(
     install_interrupt_handler(journal, say)
     runner = MigrationRun(journal, driver, make_traffic, Prometheus(prometheus),
                           RunConfig(hold_scale=hold_scale, eval_interval_s=eval_interval, api_key=api_key,
-                                    data_timeout_s=data_timeout), say)
+                                    data_timeout_s=data_timeout, golden_source=golden_source_urls(settings)), say)
     try:
         code = runner.run(plan_json, resume)
     except (drivers.DriverError, traffic_mod.TrafficError, PrometheusError, NotImplementedError, KeyError) as e:

@@ -6,6 +6,13 @@
         warm every new replica with WARMUP_REQUESTS synthetic requests (none may fail)
         wait until every gate has data: the gates must hold at 0% (the warm-up traffic
         already meets the SLOs) before any real traffic moves
+        golden set (a model upgrade: new weights or quantization): after the warm-up, the
+        same prompts (`plan["golden"]`, default benchmarks/golden/prompts.jsonl) go to the
+        source and the destination, temperature 0 and a fixed seed, compared with the
+        tolerance for the quantization change (golden_tolerances.yaml); journaled as
+        `golden` (model, tolerance, passed, mean_overlap, diverged prompts). Outside the
+        tolerance the run stops (exit 1) naming the prompts that diverged; no weight has
+        moved from 0
     (before all of it, the source's own terms are measured once: the baseline)
     P1-P3  for each traffic step: set the destination's weight (the back end returns once it
         is in force), hold for the step's hold x --hold-scale while evaluating every gate
@@ -21,13 +28,17 @@ Every event goes to the journal (components/migration/journal.py) before the nex
 from __future__ import annotations
 
 import concurrent.futures
+import json
 import signal
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable, Optional
 
 import httpx
 
+from components import paths
+from components.migration import golden as golden_mod
 from components.migration.journal import Journal, RunState
 from components.migration.plan import WARMUP_REQUESTS, hold_seconds
 from components.migration.prom import GateEvaluator, GateResult, Prometheus, PrometheusError, gate_from_json
@@ -43,10 +54,69 @@ class RunConfig:
     warmup_concurrency: int = 8
     api_key: Optional[str] = None
     data_timeout_s: float = 180.0  # for Prometheus to see the destination and for gate data
+    # Golden set: the source's base URLs per source model name (e.g. the nginx back end's
+    # source_servers, or the traffic file's `golden_source`).
+    golden_source: Optional[dict] = None
 
 
 class RunStopped(Exception):
     """A failure before any traffic moved: nothing to roll back."""
+
+
+GOLDEN_PROMPTS = paths.REPO_ROOT / "benchmarks" / "golden" / "prompts.jsonl"
+GOLDEN_SEED = 0
+GOLDEN_MAX_TOKENS = 64
+
+
+def load_golden_prompts(path: Optional[Path] = None) -> list[dict]:
+    """JSON lines `{"id": ..., "prompt": ...}` (id optional: the line number)."""
+    path = Path(path or GOLDEN_PROMPTS)
+    prompts = []
+    for n, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            row = json.loads(line)
+            prompts.append({"id": str(row.get("id", n)), "prompt": row["prompt"]})
+    if not prompts:
+        raise ValueError(f"{path}: no prompts")
+    return prompts
+
+
+def golden_plan(src, dst, prompts: list[dict]) -> Optional[dict]:
+    """The golden-set step of a plan between two resolved stacks: every destination model whose
+    weights or quantization differ from the source model with the same served name; None when
+    no model's weights change."""
+    by_served = {m.served_model_name: m for m in src.models}
+    models = []
+    for m in dst.models:
+        old = by_served.get(m.served_model_name)
+        if old is None or (old.hf_repo, old.spec.revision, old.quantization) == (m.hf_repo, m.spec.revision, m.quantization):
+            continue
+        models.append({"model": m.name, "source_model": old.name, "served": m.served_model_name,
+                       "source_served": old.served_model_name, "source_dtype": old.quantization,
+                       "destination_dtype": m.quantization,
+                       "tolerance": golden_mod.tolerance(old.quantization, m.quantization).kind})
+    if not models:
+        return None
+    return {"models": models, "prompts": prompts, "seed": GOLDEN_SEED, "max_tokens": GOLDEN_MAX_TOKENS}
+
+
+def golden_source_urls(traffic_settings: dict) -> dict:
+    """Source base URLs per model from the traffic file: `golden_source` ({model: [URL]}) or
+    the nginx back end's `source_servers` ({model: [host:port]})."""
+    explicit = traffic_settings.get("golden_source")
+    if explicit:
+        return {k: list(v) if isinstance(v, list) else [v] for k, v in explicit.items()}
+    return {k: [s if "://" in s else f"http://{s}" for s in v]
+            for k, v in (traffic_settings.get("source_servers") or {}).items()}
+
+
+def _diverged(report: golden_mod.GoldenReport) -> list[dict]:
+    """The prompts that put a failed report outside its tolerance (worst first)."""
+    worst = sorted(report.mismatches, key=lambda m: m["overlap"])
+    if report.tolerance.exact:
+        return worst
+    below = [m for m in worst if m["overlap"] < report.tolerance.min_each]
+    return below or worst
 
 
 def _warm(url: str, served: str, n: int, concurrency: int, api_key: Optional[str]) -> tuple[int, Optional[str]]:
@@ -142,6 +212,8 @@ class MigrationRun:
             self._wait_scraped(selectors["destination"],
                                max(1, sum(len(u) for u in (outputs.get("endpoints") or {}).values())))
             self._warm_up(outputs, plan, state)
+            if plan.get("golden"):
+                self._golden(plan["golden"], outputs)
             results = self._wait_gate_data(evaluator)
             failed = [r for r in results if not r.holds]
             self.journal.append("precheck", results=[r.to_json() for r in results], holds=not failed)
@@ -213,6 +285,43 @@ class MigrationRun:
                 self.journal.append("warmup", model=model, url=url, requests=n, failed=failed, error=error)
                 if failed:
                     raise RunStopped(f"warm-up of {url} ({model}): {failed} of {n} requests failed: {error}")
+
+    def _golden(self, spec: dict, outputs: dict) -> None:
+        """The golden-set consistency check of every upgraded model; RunStopped outside tolerance."""
+        done = {r["model"] for r in self.journal.records() if r["event"] == "golden" and r.get("passed")}
+        texts = [p["prompt"] for p in spec["prompts"]]
+        ids = {p["prompt"]: p["id"] for p in spec["prompts"]}
+        for entry in spec["models"]:
+            model = entry["model"]
+            if model in done:
+                continue
+            dst_urls = (outputs.get("endpoints") or {}).get(model) or []
+            src_urls = (self.config.golden_source or {}).get(entry["source_model"]) or []
+            if not dst_urls or not src_urls:
+                missing = "destination (the driver's endpoints)" if not dst_urls else \
+                    "source (the traffic file's source_servers or golden_source)"
+                raise RunStopped(f"golden set for {model}: no {missing} URL for it; the weights change "
+                                 f"({entry['source_dtype']} -> {entry['destination_dtype']}), so the outputs must be "
+                                 "compared before any traffic moves")
+            tol = golden_mod.tolerance(entry["source_dtype"], entry["destination_dtype"])
+            self.say(f"golden set: {len(texts)} prompts to {entry['source_model']} ({src_urls[0]}) and {model} "
+                     f"({dst_urls[0]}), temperature 0, seed {spec['seed']}; tolerance {tol.kind}")
+            try:
+                report = golden_mod.check(src_urls[0], entry["source_served"], dst_urls[0], entry["served"], texts, tol,
+                                          max_tokens=int(spec["max_tokens"]), seed=int(spec["seed"]),
+                                          api_key=self.config.api_key)
+            except httpx.HTTPError as e:
+                raise RunStopped(f"golden set for {model}: a request failed: {e!r}") from e
+            diverged = [] if report.passed else _diverged(report)
+            self.journal.append("golden", model=model, tolerance=tol.kind, passed=report.passed,
+                                prompts=len(texts), differ=len(report.mismatches),
+                                mean_overlap=round(report.mean_overlap, 4),
+                                diverged=[{"id": ids.get(d["prompt"]), "prompt": d["prompt"],
+                                           "overlap": round(d["overlap"], 4)} for d in diverged])
+            self.say(f"{model}: {report.describe()}")
+            if not report.passed:
+                raise RunStopped(f"golden set for {model}: {report.describe()}; diverged: " + "; ".join(
+                    f"{ids.get(d['prompt'])} (overlap {d['overlap']:.2f}): {d['prompt'][:80]!r}" for d in diverged))
 
     def _wait_baseline(self, evaluator: GateEvaluator) -> dict:
         """The source's terms, once Prometheus has them (a source that serves has them at once)."""
