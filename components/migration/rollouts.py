@@ -56,7 +56,7 @@ from typing import Optional
 import yaml
 
 from components import paths
-from components.medium import manifests as med, monitoring
+from components.medium import autoscaling, manifests as med, monitoring
 from components.medium.names import DEFAULT_PROMETHEUS_URL, workload
 from components.migration import gates as gate_defs
 from components.migration.plan import MigrationPlan, hold_seconds, plan_migration
@@ -82,13 +82,20 @@ class RolloutBundle:
     analysis_template: dict
     rollout: dict
     service_monitor: dict
+    # For an autoscaled model: its KEDA ScaledObject retargeted at the Rollout. Argo scales the
+    # referenced Deployment down (workloadRef), so KEDA must scale the Rollout instead or the
+    # two controllers fight over the pods.
+    scaled_object: Optional[dict] = None
     warnings: list[str] = field(default_factory=list)
 
     def documents(self) -> dict[str, dict]:
         """File name -> manifest."""
-        return {f"analysistemplate-{self.model}.yaml": self.analysis_template,
+        docs = {f"analysistemplate-{self.model}.yaml": self.analysis_template,
                 f"rollout-{self.model}.yaml": self.rollout,
                 f"servicemonitor-{self.model}.yaml": self.service_monitor}
+        if self.scaled_object is not None:
+            docs[f"scaledobject-{self.model}.yaml"] = self.scaled_object
+        return docs
 
 
 def _selector(ns: str, model: str, track: str) -> str:
@@ -214,6 +221,16 @@ def rollout(model: ResolvedModel, ns: str, template_name: str, traffic_steps: li
     }
 
 
+def rollout_scaler(model: ResolvedModel, stack: ResolvedStack, ns: str) -> Optional[dict]:
+    """The medium tier's ScaledObject for the model, scaling the Rollout (Argo Rollouts serves
+    the scale subresource) instead of the Deployment the Rollout takes over."""
+    if model.spec.autoscaling is None:
+        return None
+    doc = autoscaling.scaled_object(model, stack, ns)
+    doc["spec"]["scaleTargetRef"] = {"apiVersion": ARGO_API, "kind": "Rollout", "name": workload(model.name)}
+    return doc
+
+
 def _label_name(k8s_label: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in k8s_label)
 
@@ -257,7 +274,7 @@ def render(src_name: str, src: ResolvedStack, dst_name: str, dst: ResolvedStack,
             m.name,
             analysis_template(name, ns, m, gated.gates, prometheus_url(dst), eval_interval_s, window),
             rollout(m, ns, name, gated.traffic_steps),
-            service_monitor(m, dst, ns), warnings))
+            service_monitor(m, dst, ns), rollout_scaler(m, dst, ns), warnings))
     return bundles
 
 

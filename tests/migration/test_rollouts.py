@@ -109,9 +109,12 @@ def test_rollout_references_the_deployment_with_the_plan_steps(tmp_path):
 def test_manifests_pass_the_crd_schemas_and_a_planted_field_fails(tmp_path):
     _, _, bundles = _render(_write_stacks(tmp_path))
     docs = bundles[0].documents()
-    assert len(docs) == 3
+    assert len(docs) == 4  # the autoscaled model also gets its ScaledObject, aimed at the Rollout
     for doc in docs.values():
         assert rollouts.schema_errors(doc) == [], doc["kind"]
+    scaler = bundles[0].scaled_object
+    assert scaler["spec"]["scaleTargetRef"] == {"apiVersion": "argoproj.io/v1alpha1", "kind": "Rollout",
+                                                "name": bundles[0].rollout["metadata"]["name"]}
     bad = copy.deepcopy(bundles[0].rollout)
     bad["spec"]["strategy"]["canary"]["steps"][0]["setWieght"] = 5
     assert any("setWieght" in e for e in rollouts.schema_errors(bad))
@@ -162,10 +165,10 @@ def test_cli_rollout_out_writes_on_an_upgrade_and_exits_2_otherwise(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(proc.stdout)["changes"]  # stdout is still the plan
     assert sorted(p.name for p in out.iterdir()) == ["analysistemplate-llama-8b.yaml", "rollout-llama-8b.yaml",
-                                                      "servicemonitor-llama-8b.yaml"]
+                                                      "scaledobject-llama-8b.yaml", "servicemonitor-llama-8b.yaml"]
     assert f"wrote {out / 'rollout-llama-8b.yaml'}" in proc.stderr
     kinds = {yaml.safe_load(p.read_text())["kind"] for p in out.iterdir()}
-    assert kinds == {"AnalysisTemplate", "Rollout", "ServiceMonitor"}
+    assert kinds == {"AnalysisTemplate", "Rollout", "ScaledObject", "ServiceMonitor"}
 
     other = tmp_path / "none"
     proc = run_cli("migrate", "plan", "--from", "small-dev", "--to", "medium-prod", "--rollout-out", str(other))
