@@ -144,7 +144,12 @@ def inventory(stack: ResolvedStack) -> dict:
             groups["k8s_workers"]["hosts"][host.name] = None
         if host.nvswitch:
             groups["nvswitch_nodes"]["hosts"][host.name] = None
-    return {"all": {"hosts": hosts, "vars": {"ansible_user": target.ssh_user}, "children": groups}}
+    # The roles install packages and units: a non-root SSH user (e.g. `ops`) escalates with
+    # sudo; root needs no escalation (and a minimal host may have no sudo at all).
+    connection = {"ansible_user": target.ssh_user}
+    if target.ssh_user != "root":
+        connection["ansible_become"] = True
+    return {"all": {"hosts": hosts, "vars": connection, "children": groups}}
 
 
 def group_vars(stack: ResolvedStack) -> dict:

@@ -186,7 +186,8 @@ class BaremetalTarget(SpecModel):
     """Bare-metal nodes bootstrapped with the Ansible roles."""
 
     kind: Literal["baremetal"]
-    ssh_user: str = Field(default="ubuntu", pattern=UNIX_USER, description="Ansible remote user.")
+    ssh_user: str = Field(default="ubuntu", pattern=UNIX_USER,
+                          description="Ansible remote user; any user but root escalates with sudo (ansible_become).")
     hosts: list[BaremetalHost] = Field(min_length=1, description="Nodes to bootstrap.")
     driver_branch: str = Field(default=pins.DRIVER_BRANCH, pattern=r"^\d{3}$", description="NVIDIA driver branch (quoted).")
     cuda_version: str = Field(default=pins.CUDA_VERSION, pattern=r"^\d+\.\d+$", description="CUDA toolkit version (quoted).")

@@ -26,6 +26,8 @@ def test_inventory_command_writes_groups_and_vars(tmp_path):
     assert set(data["nvswitch_nodes"]["hosts"]) == {"gpu-h100-01", "gpu-h100-02"}
     assert data["k8s_workers"]["hosts"] == ["gpu-l40s-01"]
     hostvars = data["_meta"]["hostvars"]["gpu-h100-01"]
+    # baremetal-lab connects as `ops`: the roles must escalate (root needs no sudo).
+    assert hostvars["ansible_user"] == "ops" and hostvars["ansible_become"] is True
     assert hostvars["gpu_validation_expected_gpus"] == 8
     assert [(u["name"], u["role"], u["gpu_ids"], u["port"]) for u in hostvars["vllm_units"]] == \
         [("llama-70b-0", "single", [str(i) for i in range(8)], 8000)]
