@@ -13,7 +13,7 @@ from pathlib import Path
 
 from components.large import facts, sizing
 from components.spec.errors import Problem
-from components.spec.fleet import total_gpus
+from components.spec.fleet import fleet_for, total_gpus
 from components.spec.model import MultiRegionTarget, StackSpec
 from components.spec.model_resolution import default_name, resolve_entry
 from components.suggestions import suggestion
@@ -21,7 +21,7 @@ from components.suggestions import suggestion
 
 def _models(spec: StackSpec) -> dict:
     scratch: list[Problem] = []
-    total = total_gpus(spec)
+    total = total_gpus(fleet_for(spec))
     out = {}
     for i, m in enumerate(spec.models):
         r = resolve_entry(i, m, spec, total, scratch)

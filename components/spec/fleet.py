@@ -41,5 +41,6 @@ def fleet_for(spec: StackSpec) -> placement.Fleet:
     raise AssertionError(target)
 
 
-def total_gpus(spec: StackSpec) -> int:
-    return sum(node.capacity for node in fleet_for(spec).nodes)
+def total_gpus(fleet: placement.Fleet) -> int:
+    """GPUs the placement may use."""
+    return sum(node.capacity for node in fleet.nodes)

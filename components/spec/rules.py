@@ -18,7 +18,7 @@ from components.facts import gpu_catalog
 from components.planner import parallelism, placement
 from components.spec import capacity
 from components.spec.errors import Problem
-from components.spec.fleet import fleet_for
+from components.spec.fleet import fleet_for, total_gpus
 from components.spec.model import DNS_LABEL, SECRET_KEYS, StackSpec
 from components.spec.model_resolution import default_name, resolve_entry
 from components.spec.resolved import ResolvedModel, ResolvedStack
@@ -110,10 +110,10 @@ def _generic(spec: StackSpec, problems: list[Problem]) -> None:
         problems.append(Problem("security.tls.hostname", "required when security.tls.enabled is true"))
 
 
-def _accepted_gpu_types(spec: StackSpec, m: ResolvedModel) -> tuple[str, ...]:
+def _accepted_gpu_types(spec: StackSpec, fleet: placement.Fleet, m: ResolvedModel) -> tuple[str, ...]:
     """The stack's GPU type first, then every other type in the fleet where the same
     tensorParallel x pipelineParallel holds the model at its maxModelLen."""
-    fleet_types = {n.gpu_type for n in fleet_for(spec).nodes}
+    fleet_types = {n.gpu_type for n in fleet.nodes}
     accepted = [spec.gpu.type]
     for gpu_type in sorted(fleet_types - {spec.gpu.type}):
         fit = parallelism.evaluate(m.facts, gpu_catalog()[gpu_type], m.quantization, m.tensor_parallel,
@@ -124,12 +124,12 @@ def _accepted_gpu_types(spec: StackSpec, m: ResolvedModel) -> tuple[str, ...]:
     return tuple(accepted)
 
 
-def _place(spec: StackSpec, models: list[ResolvedModel], names: dict[str, int],
+def _place(spec: StackSpec, fleet: placement.Fleet, models: list[ResolvedModel], names: dict[str, int],
            problems: list[Problem]) -> Optional[placement.FleetPlacement]:
-    demands = [placement.ModelDemand(m.name, m.tensor_parallel, _accepted_gpu_types(spec, m), m.pipeline_parallel,
+    demands = [placement.ModelDemand(m.name, m.tensor_parallel, _accepted_gpu_types(spec, fleet, m), m.pipeline_parallel,
                                      replicas=m.min_replicas, where=f"models[{names[m.name]}]")
                for m in models]
-    result = placement.solve(fleet_for(spec), demands)
+    result = placement.solve(fleet, demands)
     problems += [Problem(p.path, p.message) for p in result.problems]
     return result if result.ok else None
 
@@ -164,7 +164,8 @@ def resolve(spec: StackSpec, present: set[str], plaintext: set[str], require_sec
     _generic(spec, problems)
     problems += TIERS[spec.tier].function("checks")(spec)
     names = _names(spec, problems)
-    total = sum(n.capacity for n in fleet_for(spec).nodes)
+    fleet = fleet_for(spec)
+    total = total_gpus(fleet)
     models = [r for i, m in enumerate(spec.models) if (r := resolve_entry(i, m, spec, total, problems)) is not None]
     all_resolved = len(models) == len(spec.models) and len(names) == len(spec.models)
     result = None
@@ -172,7 +173,7 @@ def resolve(spec: StackSpec, present: set[str], plaintext: set[str], require_sec
         _references(spec, names, problems)
         _served_names(spec, models, names, problems)
         if not problems:
-            result = _place(spec, models, names, problems)
+            result = _place(spec, fleet, models, names, problems)
     _check_secrets(spec, models, present, plaintext, require_secrets, problems, notes)
     if problems:
         return problems, None
