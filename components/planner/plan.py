@@ -305,16 +305,17 @@ def _to_plan(req: PlanRequest, best: search.Candidate, ranked: list[search.Candi
     )
 
 
-def compare_to_optimum(configured: Plan, optimum: Plan, cost_factor: float = 1.5) -> list[str]:
+def compare_to_optimum(configured: Plan, optimum: Plan, cost_factor: float = 1.5, slo_misses: bool = True) -> list[str]:
     """Warnings for a configured plan against the planner's optimum for the same model and load.
 
     Warns when the configured choice misses an SLO or costs more than `cost_factor` x the
-    optimum (GPUs when no price is known). Pure: the spec validator prints the same lines."""
+    optimum (GPUs when no price is known). Pure: the spec validator prints the same lines
+    (it reports SLO misses itself, with their keys, so it passes slo_misses=False)."""
     warnings = []
     name = configured.model
     if not configured.fits:
         warnings.append(f"{name}: configured {configured.describe()} does not fit: {configured.fit_advice}")
-    for miss in configured.slo_misses:
+    for miss in configured.slo_misses if slo_misses else ():
         if miss != "does not fit":
             warnings.append(f"{name}: configured {configured.describe()} misses an SLO: {miss}")
     a, b = configured.cost_per_hour_usd, optimum.cost_per_hour_usd

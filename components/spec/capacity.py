@@ -38,7 +38,7 @@ def _cost_warnings(spec: StackSpec, i: int, m: ResolvedModel) -> list[Problem]:
         configured, optimum = configured_and_optimum(spec, m)
     except PlanError:
         return []
-    lines = compare_to_optimum(configured.model_copy(update={"slo_misses": []}), optimum)
+    lines = compare_to_optimum(configured, optimum, slo_misses=False)
     return [Problem(f"models[{i}]", line) for line in lines]
 
 
