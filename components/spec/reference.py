@@ -1,8 +1,9 @@
 """Generate Pulumi.yaml's `config:` block and docs/config-reference.md from the spec models.
 
-Pulumi's project config accepts only string/integer/boolean/array types, so object-valued keys
-are declared with a description (and a default where the key is optional) but no `type`; the
-spec loader types them. Optional secrets default to "" (unset) so stacks that do not need
+Object-valued keys are declared with a description (and a default where the key is optional)
+but no `type`: the CLI then only applies its required-key rule to them, and the spec loader
+types them (`type: object` exists only in newer CLIs' project.json; an older CLI would refuse
+the whole Pulumi.yaml). Optional secrets default to "" (unset) so stacks that do not need
 them are not asked for them.
 """
 
@@ -48,9 +49,16 @@ def project_config() -> dict:
             decl["type"] = "string"
         decl["description"] = (field.description or "") + " See docs/config-reference.md."
         default = _default(field)
-        # An optional section without a default (e.g. `large`) is declared without one: a
-        # `default: null` would reach the program as the string "None".
-        if default is not PydanticUndefined and default is not None:
+        # The Pulumi CLI refuses every stack that does not set a project key declared with
+        # neither `default` nor `value` ("Stack 'small-dev' is missing configuration value
+        # 'large'": pulumi/pulumi@v3.259.0 pkg/workspace/config.go, mergeConfig). So only the
+        # required keys are declared without a default; an optional section whose default is
+        # "absent" (e.g. `large`) is not declared at all (a `default: null` is no default to the
+        # CLI, and any real default would reach every tier's program). The program still reads
+        # it: the CLI passes undeclared stack keys through. docs/config-reference.md lists it.
+        if default is None:
+            continue
+        if default is not PydanticUndefined:
             decl["default"] = default
         config[field.alias] = decl
     for key, description in SECRET_KEYS.items():
@@ -66,7 +74,8 @@ def project_file_text() -> str:
 def _type_name(annotation) -> str:
     annotation = unwrap_optional(annotation)
     if isinstance(annotation, list):
-        return " | ".join(_type_name(a) for a in annotation)
+        # Escaped: a bare `|` inside a Markdown table cell splits the cell (issue #23).
+        return " \\| ".join(_type_name(a) for a in annotation)
     origin = typing.get_origin(annotation)
     if origin is typing.Literal:
         return " \\| ".join(f"`{a}`" for a in typing.get_args(annotation))

@@ -18,6 +18,7 @@ from components import yaml12 as pulumi_yaml
 from components.spec.errors import Problem, SpecError
 from components.suggestions import suggestion
 from components.spec.loader import NAMESPACE
+from components.spec.pulumi_config import MERGE_SOURCE, StackValue, merge_project_config, validate_project
 from components.spec.resolved import ResolvedStack
 
 SECRET_PLACEHOLDER = "[secret]"
@@ -50,8 +51,13 @@ def _as_pulumi_string(value: Any) -> str:
     return str(value)
 
 
-def project_defaults(project_file: Path = paths.PROJECT_FILE) -> dict[str, Any]:
+def read_project(project_file: Path = paths.PROJECT_FILE) -> dict[str, Any]:
     project = pulumi_yaml.load(project_file.read_text()) or {}
+    return project if isinstance(project, dict) else {}
+
+
+def project_defaults(project_file: Path = paths.PROJECT_FILE) -> dict[str, Any]:
+    project = read_project(project_file)
     out = {}
     for key, decl in (project.get("config") or {}).items():
         if isinstance(decl, dict) and "default" in decl:
@@ -100,6 +106,7 @@ def read_stack(name: str, stacks_dir: Path = paths.STACKS_DIR, project_file: Pat
         config = {}
     values: dict[str, str] = {}
     secrets: set[str] = set()
+    as_cli: dict[str, StackValue] = {}
     for key, value in config.items():
         key = str(key)
         if ":" not in key:
@@ -111,13 +118,26 @@ def read_stack(name: str, stacks_dir: Path = paths.STACKS_DIR, project_file: Pat
             continue
         if _has_secure(value):
             secrets.add(key)
-            values[key] = SECRET_PLACEHOLDER if isinstance(value, dict) and set(value) == {"secure"} else json.dumps(value)
+            top_secure = isinstance(value, dict) and set(value) == {"secure"}
+            values[key] = SECRET_PLACEHOLDER if top_secure else json.dumps(value)
+            as_cli[key] = StackValue(values[key], object=not top_secure, secure=True)
         else:
             values[key] = _as_pulumi_string(value)
+            as_cli[key] = StackValue(values[key], object=isinstance(value, (dict, list)))
     if problems:
         raise SpecError(problems, source)
-    for key, default in project_defaults(project_file).items():
-        values.setdefault(key, _as_pulumi_string(default))
+    # What `pulumi up` does next: validate Pulumi.yaml, merge its config block into the stack's
+    # and refuse missing or mistyped keys (components/spec/pulumi_config.py, from the CLI source).
+    project = read_project(project_file)
+    project_errors = validate_project(project)
+    if project_errors:
+        raise SpecError([Problem(project_file.name, e) for e in project_errors], str(project_file))
+    merged, errors = merge_project_config(name, project, as_cli)
+    if errors:
+        raise SpecError([Problem(key, f"{message} (Pulumi CLI rule: {MERGE_SOURCE})")
+                         for key, message in errors], source)
+    for key, value in merged.items():
+        values.setdefault(key, value.text)
     return StackConfig(name=name, path=path, values=values, secret_keys=secrets)
 
 
