@@ -1,8 +1,10 @@
 """The broken-stack corpus (broken_stacks.yaml) through the real `tierscale` command.
 
-Every case must exit 2, name its key, print no traceback and write nothing. The cases run
-concurrently (each is a separate `tierscale render` process); the parametrized tests assert on
-their results one by one, so a failure names its case.
+Every case must exit 2, name its key, print no traceback and write nothing. The cases run in
+this process through the console script's own entry (`components.cli:main`, see
+tests/spec/in_process.py): a subprocess per case spent ~2 s importing before doing anything.
+The cases listed in SUBPROCESS also run as a real `tierscale render` process, proving that the
+installed command behaves exactly as the in-process entry does.
 """
 
 from __future__ import annotations
@@ -15,9 +17,13 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
+from tests.spec.in_process import run_in_process
 
 CORPUS = yaml.safe_load((Path(__file__).parent / "broken_stacks.yaml").read_text())
 CASES = {c["id"]: c for c in CORPUS["cases"]}
+# One file-level case (bytes that are not UTF-8), one type error, one placement error: the
+# wiring of the real executable (console script, exit code, stderr) for each stage.
+SUBPROCESS = ("non-utf8-file", "replicas-yes", "baremetal-host-too-small")
 
 
 def _set(node, path: str, value) -> None:
@@ -41,22 +47,24 @@ def stack_text(case: dict) -> bytes:
     return yaml.safe_dump({"config": {f"tierscale:{k}": v for k, v in config.items()}}, sort_keys=False).encode()
 
 
+def _run(case: dict, work: Path, runner) -> tuple:
+    (work / "Pulumi.case.yaml").write_bytes(stack_text(case))
+    return runner("render", "--stack", "case", "--stacks-dir", str(work), "--out", str(work / "out")), work
+
+
 @pytest.fixture(scope="module")
 def outcomes(tmp_path_factory):
-    def run(case):
-        work = tmp_path_factory.mktemp(case["id"])
-        (work / "Pulumi.case.yaml").write_bytes(stack_text(case))
-        proc = run_cli("render", "--stack", "case", "--stacks-dir", str(work), "--out", str(work / "out"))
-        return case["id"], (proc, work)
-
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        return dict(pool.map(run, CASES.values()))
+    return {case_id: _run(case, tmp_path_factory.mktemp(case_id), run_in_process) for case_id, case in CASES.items()}
 
 
-@pytest.mark.parametrize("case_id", list(CASES))
-def test_broken_stack_is_refused_naming_the_key(outcomes, case_id):
-    case = CASES[case_id]
-    proc, work = outcomes[case_id]
+@pytest.fixture(scope="module")
+def subprocess_outcomes(tmp_path_factory):
+    with ThreadPoolExecutor(max_workers=len(SUBPROCESS)) as pool:
+        return dict(zip(SUBPROCESS, pool.map(
+            lambda case_id: _run(CASES[case_id], tmp_path_factory.mktemp(f"proc-{case_id}"), run_cli), SUBPROCESS)))
+
+
+def _assert_refused(case: dict, proc, work: Path) -> None:
     output = proc.stdout + proc.stderr
     assert proc.returncode == 2, output
     for fragment in case["expect"]:
@@ -65,6 +73,19 @@ def test_broken_stack_is_refused_naming_the_key(outcomes, case_id):
         assert fragment not in proc.stderr, f"{fragment!r} should not be printed:\n{proc.stderr}"
     assert "Traceback" not in output and "internal error" not in output
     assert not (work / "out").exists(), "nothing may be rendered for an invalid stack"
+
+
+@pytest.mark.parametrize("case_id", list(CASES))
+def test_broken_stack_is_refused_naming_the_key(outcomes, case_id):
+    _assert_refused(CASES[case_id], *outcomes[case_id])
+
+
+@pytest.mark.parametrize("case_id", SUBPROCESS)
+def test_the_installed_command_refuses_as_the_entry_does(subprocess_outcomes, outcomes, case_id):
+    proc, work = subprocess_outcomes[case_id]
+    _assert_refused(CASES[case_id], proc, work)
+    in_process = outcomes[case_id][0]
+    assert proc.stderr.replace(str(work), "WORK") == in_process.stderr.replace(str(outcomes[case_id][1]), "WORK")
 
 
 def test_corpus_covers_every_class_of_issue_10():
