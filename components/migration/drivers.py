@@ -5,6 +5,7 @@
         def up(self, stack: str) -> dict          # deploy (idempotent), return outputs()
         def outputs(self, stack: str) -> dict     # {"endpoints": {model: [base URLs]}, ...}
         def apply(self, stack: str, manifests)    # apply Kubernetes objects (HTTPRoute weights)
+        def read(self, stack: str) -> list | None # what apply put in force (None: cannot read back)
 
 `endpoints` lists, per model name, the base URLs of the replicas the run warms up and shifts
 traffic to (host:port for the nginx split is taken from them). `up` must be idempotent, like
@@ -125,6 +126,11 @@ class PulumiDriver:
         except auto.errors.CommandError as e:
             raise DriverError(f"pulumi up of the traffic weights for {stack} failed: {e}") from e
 
+    def read(self, stack: str) -> Optional[list[dict]]:
+        """Not implemented for Pulumi: the applied weights cannot be read back through it, so
+        the run reports a rollback on this driver as applied but unverified."""
+        return None
+
 
 def _free_port() -> int:
     with socket.socket() as s:
@@ -242,6 +248,11 @@ class LocalStubDriver:
     def apply(self, stack: str, manifests: list[dict]) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self._atomic(self.state_dir / f"{stack}-applied.json", json.dumps(manifests, indent=1))
+
+    def read(self, stack: str) -> Optional[list[dict]]:
+        """The objects `apply` put in force (what a rehearsal's cluster holds)."""
+        path = self.state_dir / f"{stack}-applied.json"
+        return json.loads(path.read_text()) if path.exists() else []
 
     def down(self, stack: str) -> None:
         state = self._state(stack)

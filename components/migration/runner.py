@@ -19,7 +19,17 @@
         each --eval-interval; a gate whose value breaks its threshold at any evaluation, or
         that has no data at the end of the hold, sets the destination's weight back to 0 at
         once and stops the run (exit 1) with a report naming the gate, its value and threshold
+        every weight is read back from the back end after it is set (nginx: the status
+        listener's /gateway/traffic) and journaled; a read-back that differs rolls back
     P4  is not run: the source keeps its full size until you destroy it
+
+Rollback (a gate failed, or a step's weight could not be applied): journaled as `rollback`
+first, then set_weight(0) and the live weight read back, retried with exponential backoff
+(RunConfig.rollback_attempts, rollback_backoff_s) until the read-back says 0
+(`rollback_verified`, exit 1). If it never does, `rollback_failed` records the live share and
+the run says so on stderr and exits 3 (EXIT_ROLLBACK_FAILED) naming that share; no `done` is
+written, so `--resume` repeats the rollback (never a forward step). SIGTERM/SIGINT during a
+rollback are held until it ends.
 
 Every event goes to the journal (components/migration/journal.py) before the next begins;
 `--resume` skips what the journal shows done and repeats the step in progress from its start.
@@ -28,8 +38,10 @@ Every event goes to the journal (components/migration/journal.py) before the nex
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import json
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,7 +55,7 @@ from components.migration.journal import Journal, RunState
 from components.migration.plan import WARMUP_REQUESTS, hold_seconds
 from components.migration.prom import GateEvaluator, GateResult, Prometheus, PrometheusError, gate_from_json
 
-EXIT_DONE, EXIT_ROLLED_BACK = 0, 1
+EXIT_DONE, EXIT_ROLLED_BACK, EXIT_ROLLBACK_FAILED = 0, 1, 3
 
 
 @dataclass
@@ -57,6 +69,9 @@ class RunConfig:
     # Golden set: the source's base URLs per source model name (e.g. the nginx back end's
     # source_servers, or the traffic file's `golden_source`).
     golden_source: Optional[dict] = None
+    # Rollback: tries of set_weight(0) + read-back, the first wait between them (doubled each time).
+    rollback_attempts: int = 5
+    rollback_backoff_s: float = 0.5
 
 
 class RunStopped(Exception):
@@ -142,11 +157,44 @@ def _inner(selector: str) -> str:
     return selector.strip()[1:-1]
 
 
+class Interrupts:
+    """SIGTERM/SIGINT while a rollback or a journal write is under way are held until it ends
+    (a half-done rollback is the one state a run must never be left in)."""
+
+    def __init__(self) -> None:
+        self.critical = 0
+        self.pending: Optional[int] = None
+        self.fire: Optional[Callable[[int], None]] = None
+
+    @contextlib.contextmanager
+    def shielded(self):
+        self.critical += 1
+        try:
+            yield
+        finally:
+            self.critical -= 1
+            self.fire_pending()
+
+    def fire_pending(self) -> None:
+        if self.pending is not None and not self.critical and self.fire is not None:
+            signum, self.pending = self.pending, None
+            self.fire(signum)
+
+
+INTERRUPTS = Interrupts()
+
+
+def _stderr(line: str) -> None:
+    sys.stderr.write(line + "\n")
+    sys.stderr.flush()
+
+
 class MigrationRun:
     def __init__(self, journal: Journal, driver, make_traffic: Callable, prom: Prometheus, config: RunConfig,
-                 say: Callable[[str], None] = print):
+                 say: Callable[[str], None] = print, warn: Callable[[str], None] = _stderr):
         self.journal, self.driver, self.make_traffic, self.prom = journal, driver, make_traffic, prom
-        self.config, self.say = config, say
+        self.config, self.say, self.warn = config, say, warn
+        self.journal_errors: list[str] = []
 
     # -- the plan as the journal holds it -------------------------------------------------
     def _plan(self, state: RunState) -> dict:
@@ -169,6 +217,13 @@ class MigrationRun:
             self.say(f"this run already ended: {state.finished['result']}; start a new journal to run again")
             return EXIT_DONE if state.finished["result"] == "completed" else EXIT_ROLLED_BACK
         plan = self._plan(state)
+        if state.rollback is not None:
+            # A rollback was decided: it is the only thing a resume may do.
+            rb = state.rollback
+            self.say(f"the journal records a rollback at step {rb['step'] + 1} ({rb['percent']}%): {rb.get('reason')}; "
+                     "repeating the rollback only, no step is applied again")
+            traffic = self.make_traffic(state.up, fallback=state.fallback)
+            return self._apply_rollback(traffic, plan["destination"], rb["step"], rb["percent"], time.monotonic())
         try:
             return self._execute(plan, state)
         except RunStopped as e:
@@ -228,21 +283,21 @@ class MigrationRun:
             hold_s = hold_seconds(step["hold"]) * self.config.hold_scale
             try:
                 traffic.set_weight(percent)
-            except Exception as e:
-                # The new weight may or may not be in force: put the source back before giving up.
-                self.journal.append("error", step=i, percent=percent, error=f"{type(e).__name__}: {e}")
-                try:
-                    traffic.set_weight(0)
-                    self.journal.append("weight", step=i, percent=0, hold_s=0, reason="set_weight failed")
-                except Exception as again:  # noqa: BLE001 - reported, the first error is raised
-                    self.say(f"could not set the destination's weight back to 0 either: {again}")
-                raise
-            self.journal.append("weight", step=i, percent=percent, hold_s=hold_s)
+                live, unreadable = _read_back(traffic)
+                if live is not None and live != percent:
+                    raise RuntimeError(f"set {percent}% but the back end reports {live}% in force")
+            except Exception as e:  # noqa: BLE001 - any failure here may leave a split in force
+                # The new weight may or may not be in force: put the source back, verified.
+                error = f"{type(e).__name__}: {e}"
+                self._journal("error", step=i, percent=percent, error=error)
+                return self._rollback(traffic, dst, i, percent, f"setting {percent}% failed: {error}")
+            self.journal.append("weight", step=i, percent=percent, hold_s=hold_s, read_back=live,
+                                **({"read_error": unreadable} if unreadable else {}))
             self.say(f"step {i + 1}/{len(plan['traffic_steps'])}: {percent}% to {dst}, hold {hold_s:.1f}s "
                      f"(gates every {self.config.eval_interval_s:g}s)")
             failed = self._hold(evaluator, i, percent, hold_s)
             if failed is not None:
-                return self._rollback(traffic, i, percent, failed)
+                return self._rollback(traffic, dst, i, percent, f"gate {failed.describe()} failed", failed)
             self.journal.append("step_done", step=i, percent=percent)
         self.journal.append("done", result="completed")
         self.say(f"completed: 100% of traffic on {dst}; every gate held at every step. "
@@ -357,28 +412,118 @@ class MigrationRun:
             if final:
                 return None
 
-    def _rollback(self, traffic, step: int, percent: int, failed: GateResult) -> int:
-        detected = time.time()
+    # -- rollback ------------------------------------------------------------------------
+    def _journal(self, event: str, **fields) -> None:
+        """Journal, but never let a failing journal stop a rollback: the error is kept and
+        reported, and the run exits non-zero."""
+        try:
+            self.journal.append(event, **fields)
+        except OSError as e:
+            self.journal_errors.append(f"{event}: {e}")
+            self.warn(f"JOURNAL WRITE FAILED ({self.journal.path}, event {event}): {e}")
+
+    def _rollback(self, traffic, dst: str, step: int, percent: int, reason: str,
+                  failed: Optional[GateResult] = None) -> int:
         t0 = time.monotonic()
-        traffic.set_weight(0)
-        latency = time.monotonic() - t0
-        zero_at = time.time()
-        self.journal.append("rollback", step=step, percent=percent, gate=failed.gate, value=failed.value,
-                            op=failed.op, threshold=failed.threshold, unit=failed.unit, detected_at=detected,
-                            evaluated_at=failed.at, zero_at=zero_at, latency_s=latency)
-        self.journal.append("done", result="rolled_back")
-        self.say(f"ROLLED BACK at step {step + 1} ({percent}%): gate {failed.describe()} failed; "
-                 f"the destination's weight is 0 again ({latency * 1000:.0f} ms after the failed evaluation)")
-        return EXIT_ROLLED_BACK
+        with INTERRUPTS.shielded():
+            fields: dict = {"step": step, "percent": percent, "reason": reason, "detected_at": time.time()}
+            if failed is not None:
+                fields.update(gate=failed.gate, value=failed.value, op=failed.op, threshold=failed.threshold,
+                              unit=failed.unit, evaluated_at=failed.at)
+            self._journal("rollback", **fields)
+            return self._apply_rollback(traffic, dst, step, percent, t0, reason)
+
+    def _apply_rollback(self, traffic, dst: str, step: int, percent: int, t0: float, reason: str = "") -> int:
+        """set_weight(0) and read back until the back end reports 0, with backoff; the outcome
+        is journaled and said, and only a verified (or, where the back end cannot read back,
+        applied) rollback ends the run as rolled back."""
+        with INTERRUPTS.shielded():
+            delay = self.config.rollback_backoff_s
+            attempts = max(1, self.config.rollback_attempts)
+            live: Optional[int] = None
+            error = unreadable = None
+            for attempt in range(1, attempts + 1):
+                error = None
+                try:
+                    traffic.set_weight(0)
+                except Exception as e:  # noqa: BLE001 - reported and retried
+                    error = f"{type(e).__name__}: {e}"
+                live, unreadable = _read_back(traffic)
+                self._journal("rollback_attempt", attempt=attempt, ok=error is None, error=error, read_back=live,
+                              read_error=unreadable)
+                if live == 0 or (live is None and error is None and unreadable and unreadable.startswith(UNSUPPORTED)):
+                    break
+                self.warn(f"rollback attempt {attempt}/{attempts}: " + (error or "") +
+                          (f"; the back end reports {live}% on {dst}" if live is not None else f"; {unreadable}"))
+                if attempt < attempts:
+                    time.sleep(delay)
+                    delay *= 2
+            latency = time.monotonic() - t0
+            why = f": {reason}" if reason else ""
+            if live == 0:
+                self._journal("rollback_verified", read_back=0, zero_at=time.time(), latency_s=latency, attempts=attempt)
+                self._journal("done", result="rolled_back")
+                self.say(f"ROLLED BACK at step {step + 1} ({percent}%){why}; the destination's weight is 0 again, "
+                         f"read back from {traffic.describe()} ({latency * 1000:.0f} ms after the decision, "
+                         f"{attempt} attempt(s))")
+                return self._exit(EXIT_ROLLED_BACK)
+            if live is None and error is None and unreadable and unreadable.startswith(UNSUPPORTED):
+                self._journal("rollback_unverified", why=unreadable, zero_at=time.time(), latency_s=latency,
+                              attempts=attempt)
+                self._journal("done", result="rolled_back")
+                self.warn(f"ROLLED BACK at step {step + 1} ({percent}%){why}; weight 0 applied but NOT verified: "
+                          f"{unreadable}. Check the destination's share yourself.")
+                return self._exit(EXIT_ROLLED_BACK)
+            self._journal("rollback_failed", live_percent=live, error=error, read_error=unreadable, attempts=attempts,
+                          latency_s=latency)
+            state = (f"the destination {dst} still has {live}% of traffic" if live is not None else
+                     f"the destination {dst}'s share is UNKNOWN ({unreadable})")
+            self.warn(f"ROLLBACK FAILED after {attempts} attempts: {state} (it had {percent}% at step {step + 1})"
+                      f"{why}. Last error: {error or 'none'}. Fix the back end ({traffic.describe()}) and run "
+                      f"`tierscale migrate run --resume` with this journal ({self.journal.path}): it repeats the "
+                      "rollback only.")
+            return EXIT_ROLLBACK_FAILED
+
+    def _exit(self, code: int) -> int:
+        if self.journal_errors and code != EXIT_ROLLBACK_FAILED:
+            self.warn(f"the journal {self.journal.path} is incomplete (writes failed: "
+                      f"{'; '.join(self.journal_errors)}); the live state above is what stands")
+            return EXIT_ROLLBACK_FAILED
+        return code
+
+
+UNSUPPORTED = "cannot read back: "
+
+
+def _read_back(traffic) -> tuple[Optional[int], Optional[str]]:
+    """(the destination's live share, None) or (None, why it could not be read)."""
+    reader = getattr(traffic, "read_weight", None)
+    if reader is None:
+        return None, f"{UNSUPPORTED}{traffic.describe()} has no read-back"
+    try:
+        return int(reader()), None
+    except NotImplementedError as e:
+        return None, f"{UNSUPPORTED}{e}"
+    except Exception as e:  # noqa: BLE001 - an unreadable back end is a state to report
+        return None, f"{type(e).__name__}: {e}"
 
 
 def install_interrupt_handler(journal: Journal, say: Callable[[str], None]) -> None:
     """SIGTERM/SIGINT: journal the interruption and exit 130; weights stay as they are, and
-    `run --resume` continues (or re-run the journal's rollback by hand)."""
-    def handler(signum, _frame):
+    `run --resume` continues (a recorded rollback is repeated, never a step). During a rollback
+    or a journal write the signal is held until it ends."""
+    def fire(signum: int) -> None:
         journal.append("interrupted", signal=signal.Signals(signum).name)
         say("interrupted: weights left as they are; `tierscale migrate run --resume` continues from the journal")
         raise SystemExit(130)
 
+    def handler(signum, _frame):
+        if INTERRUPTS.critical or journal.writing:
+            INTERRUPTS.pending = signum
+            return
+        fire(signum)
+
+    INTERRUPTS.fire = fire
+    journal.after_append = INTERRUPTS.fire_pending
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)

@@ -190,6 +190,19 @@ class NginxSplit:
     def set_weight(self, percent: int) -> None:
         self._apply(percent)
 
+    def read_weight(self) -> int:
+        """The destination's share the running nginx serves: the `percent` of the config its
+        workers loaded, as the status listener's `/gateway/traffic` reports it (not the file on
+        disk, which a failed reload leaves ahead of the live config)."""
+        try:
+            reply = httpx.get(self.status_url, timeout=2, headers={"Connection": "close"})
+            live = reply.json() if reply.status_code == 200 else None
+        except (httpx.HTTPError, ValueError) as e:
+            raise TrafficError(f"cannot read the live split from {self.status_url}: {e}") from e
+        if not isinstance(live, dict) or not isinstance(live.get("percent"), int):
+            raise TrafficError(f"{self.status_url} does not report the split (HTTP {reply.status_code}: {reply.text[:200]})")
+        return live["percent"]
+
     def use_fallback(self) -> None:
         if not self.fallback_servers:
             raise TrafficError("the fallback strategy needs fallback servers (traffic file: fallback_servers)")
@@ -207,6 +220,9 @@ class HTTPRouteSplit:
     apply: Callable[[list[dict]], None]
     fallback_service: Optional[dict] = None  # {"name": ..., "namespace": ..., "port": ...}
     fallback_active: bool = False
+    # The objects as the cluster holds them now (the driver's read-back), or None when the
+    # driver cannot read them: then `read_weight` says so instead of guessing.
+    read: Optional[Callable[[], Optional[list[dict]]]] = None
 
     def describe(self) -> str:
         return f"HTTPRoute tierscale in {self.stack.spec.target.namespace}"
@@ -218,20 +234,17 @@ class HTTPRouteSplit:
 
         src_ns, dst_ns = self.stack.spec.target.namespace, self.dest.spec.target.namespace
         route = http_route(self.stack, src_ns)
-        dst_by_served = {m.served_model_name: m for m in self.dest.models}
-        src_by_backend = {workload(m.name): m for m in self.stack.models}
         for rule in route["spec"]["rules"]:
             refs = []
             for ref in rule["backendRefs"]:
-                model = src_by_backend.get(ref["name"])
-                dst_model = dst_by_served.get(model.served_model_name) if model else None
                 src_ref = dict(ref, weight=100 - percent)
                 if self.fallback_active and self.fallback_service:
                     src_ref = dict(self.fallback_service, weight=100 - percent)
-                if dst_model is None:
+                dst_name = self._dest_backend(ref["name"])
+                if dst_name is None:
                     refs.append(dict(src_ref, weight=1))
                     continue
-                dst_ref = {"name": workload(dst_model.name), "port": VLLM_PORT, "weight": percent}
+                dst_ref = {"name": dst_name, "port": ref.get("port", VLLM_PORT), "weight": percent}
                 if dst_ns != src_ns:
                     dst_ref["namespace"] = dst_ns
                 refs += [r for r in (src_ref, dst_ref) if r["weight"] > 0]
@@ -245,8 +258,46 @@ class HTTPRouteSplit:
                                  "to": [{"group": "", "kind": "Service"}]}})
         return out
 
+    def _dest_backend(self, src_backend: str) -> Optional[str]:
+        """The destination's Service for a source backendRef: the destination's model router for
+        the source's router (a stack-wide split: each router knows its own models), the
+        destination's Deployment of the same served model for a per-model Service, else None."""
+        from components.medium.names import workload
+        from components.medium.router import ROUTER_NAME
+
+        if src_backend == ROUTER_NAME:
+            return ROUTER_NAME
+        dst_by_served = {m.served_model_name: m for m in self.dest.models}
+        model = next((m for m in self.stack.models if workload(m.name) == src_backend), None)
+        dst_model = dst_by_served.get(model.served_model_name) if model else None
+        return workload(dst_model.name) if dst_model else None
+
     def set_weight(self, percent: int) -> None:
         self.apply(self.manifests(percent))
+
+    def read_weight(self) -> int:
+        """The destination's share in the applied HTTPRoute: the weight of its backendRefs over
+        all weights, on the rules that carry both (every such rule has the same split)."""
+        objs = self.read() if self.read else None
+        if objs is None:
+            raise NotImplementedError(f"{self.describe()}: the driver cannot read the applied route back")
+        src_ns, dst_ns = self.stack.spec.target.namespace, self.dest.spec.target.namespace
+        if src_ns == dst_ns:
+            raise NotImplementedError(f"{self.describe()}: source and destination share namespace {src_ns}, so "
+                                      "their Services cannot be told apart in the route")
+        shares = set()
+        for obj in objs:
+            if obj.get("kind") != "HTTPRoute":
+                continue
+            for rule in obj["spec"]["rules"]:
+                refs = rule.get("backendRefs") or []
+                dst = sum(r.get("weight", 1) for r in refs if r.get("namespace", src_ns) == dst_ns)
+                total = sum(r.get("weight", 1) for r in refs)
+                if total and len(refs) > 1 or dst:
+                    shares.add(round(100 * dst / total))
+        if len(shares) > 1:
+            raise TrafficError(f"{self.describe()}: the rules carry different splits {sorted(shares)}")
+        return shares.pop() if shares else 0
 
     def use_fallback(self) -> None:
         if not self.fallback_service:
@@ -316,7 +367,8 @@ def _host_port(url: str) -> str:
 
 
 def from_settings(settings: dict, src_name: str, src: ResolvedStack, dst_name: str, dst: ResolvedStack,
-                  outputs: Optional[dict], apply: Callable[[list[dict]], None], fallback: bool = False):
+                  outputs: Optional[dict], apply: Callable[[list[dict]], None], fallback: bool = False,
+                  read: Optional[Callable[[], Optional[list[dict]]]] = None):
     """The back end a traffic file (`migrate run --traffic FILE`, YAML) describes:
 
         kind: nginx                       # small tier
@@ -349,7 +401,7 @@ def from_settings(settings: dict, src_name: str, src: ResolvedStack, dst_name: s
             reload=settings.get("reload"), test=settings.get("test", True),
             fallback_servers=settings.get("fallback_servers"), fallback_active=fallback)
     if kind == "httproute":
-        return HTTPRouteSplit(src, dst, apply, settings.get("fallback_service"), fallback)
+        return HTTPRouteSplit(src, dst, apply, settings.get("fallback_service"), fallback, read)
     if kind == "route53":
         return Route53Split(settings.get("hosted_zone_id", ""), settings.get("record_name", ""),
                             settings.get("source_target", ""), settings.get("dest_target", ""))

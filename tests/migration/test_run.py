@@ -14,13 +14,14 @@ import yaml
 from components.migration import gates as gate_defs
 from components.migration import traffic as t
 from components.migration.drivers import DriverError, PulumiDriver
-from components.migration.journal import Journal, RunState
+from components.migration.journal import Journal, JournalCorrupt, RunState
 from components.migration.plan import plan_migration
 from components.migration.prom import GateEvaluator
 from components.migration.runner import MigrationRun, RunConfig
 from components.serving.model_router import router_js
 from components.small.project import nginx_conf
 from tests.conftest import TIERSCALE
+from tests.migration.fakes import FakeDriver, FakeProm, FakeTraffic
 from tests.support.stacks import example_stack
 
 SRC_SERVERS = {"llama-8b": ["127.0.0.1:9001", "127.0.0.1:9002"], "qwen-14b": ["127.0.0.1:9003"]}
@@ -142,15 +143,17 @@ def test_run_with_the_pulumi_driver_and_no_cli_exits_2(tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
-def test_journal_survives_a_torn_last_line_and_locks(tmp_path):
+def test_journal_refuses_a_torn_last_line_and_locks(tmp_path):
     j = Journal(tmp_path / "j.jsonl")
     j.append("start", plan={"x": 1})
     j.append("weight", step=0, percent=5, hold_s=1)
     j.append("step_done", step=0, percent=5)
-    with open(j.path, "a") as f:
-        f.write('{"event": "wei')  # killed mid-write
     state = RunState.read(j.records())
     assert state.steps_done == {0} and state.current["percent"] == 5
+    with open(j.path, "a") as f:
+        f.write('{"event": "wei')  # killed mid-write
+    with pytest.raises(JournalCorrupt, match=r"j\.jsonl:4: torn"):
+        j.records()
     j.lock()
     other = Journal(tmp_path / "j.jsonl")
     with pytest.raises(Exception, match="another `migrate run`"):
@@ -159,53 +162,7 @@ def test_journal_survives_a_torn_last_line_and_locks(tmp_path):
     other.lock()
 
 
-# -- the runner against a scripted Prometheus -------------------------------------------
-
-class FakeProm:
-    def __init__(self, values):
-        self.values = values  # gate name (or "baseline:<term>") -> list of values, last repeats
-        self.gates = {}
-
-    def recording_rules(self):
-        return {}
-
-    def query(self, expr):
-        if expr.startswith("count(up"):
-            return 2.0
-        for name, g in self.gates.items():
-            if expr == g.promql:
-                seq = self.values.get(name, [0.0])
-                return seq.pop(0) if len(seq) > 1 else seq[0]
-            if "vector(" in expr and g.name in self.values.get("baseline_gates", []):
-                return 0.0
-        return 0.01  # baseline terms
-
-
-class FakeTraffic:
-    def __init__(self, log):
-        self.log = log
-
-    def set_weight(self, percent):
-        self.log.append(("weight", percent))
-
-    def use_fallback(self):
-        self.log.append(("fallback",))
-
-    def describe(self):
-        return "fake"
-
-
-class FakeDriver:
-    def __init__(self, log):
-        self.log = log
-
-    def check(self):
-        pass
-
-    def up(self, stack):
-        self.log.append(("up", stack))
-        return {"endpoints": {}}
-
+# -- the runner against a scripted Prometheus (tests/migration/fakes.py) ---------------
 
 def _run(tmp_path, values, strategy=None):
     plan = plan_migration("small-dev", example_stack("small-dev"), "medium-prod", example_stack("medium-prod"),
