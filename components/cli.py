@@ -380,11 +380,12 @@ def migrate_run(
     stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
 ) -> None:
     """Execute the plan: bring DST up, warm it, shift traffic step by step under the SLO gates, roll back on failure.
-    Exit 0 completed, 1 a gate failed (traffic back on the source), 2 invalid input or cannot start."""
+    Exit 0 completed, 1 rolled back (traffic back on the source, read back), 2 invalid input, a bad journal line or
+    cannot start, 3 the rollback could not be applied or verified (stderr says what share the destination still has)."""
     import yaml
 
     from components.migration import drivers, traffic as traffic_mod
-    from components.migration.journal import Journal, JournalLocked
+    from components.migration.journal import Journal, JournalCorrupt, JournalLocked, StackLocked, StackLocks
     from components.migration.plan import STRATEGIES, plan_migration
     from components.migration.prom import Prometheus, PrometheusError
     from components.migration.runner import (MigrationRun, RunConfig, golden_plan, golden_source_urls,
@@ -413,11 +414,18 @@ def migrate_run(
     except SpecError as error:
         _fail_spec(error)
     journal = Journal(journal_path or paths.REPO_ROOT / "build" / "migrations" / f"{source}-to-{destination}.jsonl")
+    # One lock per stack (both of the pair), whatever the journal: two runs never share a split.
+    stack_locks = StackLocks((source, destination), journal.path)
     try:
+        stack_locks.acquire((source, destination))
         journal.lock()
-    except JournalLocked as e:
+    except (JournalLocked, StackLocked) as e:
+        stack_locks.release()
         fail(str(e))
-    records = journal.records()
+    try:
+        records = journal.records()
+    except JournalCorrupt as e:
+        fail(f"journal {e}")
     if records and not resume:
         fail(f"{journal.path} already records a run; pass --resume to continue it, or another --journal")
     if resume and records and (records[0]["plan"]["source"], records[0]["plan"]["destination"]) != (source, destination):
@@ -445,7 +453,8 @@ def migrate_run(
 
     def make_traffic(outputs, fallback=False):
         return traffic_mod.from_settings(settings, source, src, destination, dst, outputs,
-                                         lambda manifests: driver.apply(destination, manifests), fallback)
+                                         lambda manifests: driver.apply(destination, manifests), fallback,
+                                         read=lambda: driver.read(destination))
 
     say = lambda line: out.print(line, markup=False, highlight=False)  # noqa: E731
     install_interrupt_handler(journal, say)
@@ -454,11 +463,14 @@ def migrate_run(
                                     data_timeout_s=data_timeout, golden_source=golden_source_urls(settings)), say)
     try:
         code = runner.run(plan_json, resume)
+    except JournalCorrupt as e:
+        fail(f"journal {e}")
     except (drivers.DriverError, traffic_mod.TrafficError, PrometheusError, NotImplementedError, KeyError) as e:
         journal.append("error", error=f"{type(e).__name__}: {e}")
         fail(f"{e}" if not isinstance(e, KeyError) else f"--traffic {traffic_file}: missing key {e}")
     finally:
         journal.unlock()
+        stack_locks.release()
     say(f"journal: {journal.path}")
     if code:
         raise typer.Exit(code)
