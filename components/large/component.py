@@ -2,20 +2,24 @@
 
   LargeTier
    ├─ RegionSpoke <region> (one per region)
-   │    ├─ MediumTier (components.medium, imported): the region's cluster (a new EksCluster with
-   │    │   its own aws.Provider, or an existing cluster by kubeconfig context), its Kubernetes
-   │    │   provider, add-ons, namespace, Secret and serving workloads — rewritten for the region
-   │    │   by a transformation (regional.RegionContext: S3 loading, canary weights, region label)
+   │    ├─ MediumTier (components.medium, imported), configured through its arguments
+   │    │   (regional.region_stack: the region's cluster, namespace, models and placement;
+   │    │   regional.serving_options: region label, S3 weights, canary revisions): the region's
+   │    │   cluster (a new EksCluster with its own aws.Provider, or an existing cluster by
+   │    │   kubeconfig context), its Kubernetes provider, add-ons, namespace, Secrets, serving
+   │    │   workloads and model router
    │    ├─ ModelBucket (+ Replication on the primary), model-reader Pod Identity role
    │    ├─ KarpenterAws (IAM, SQS, EventBridge) + Karpenter Helm release + NodePools/EC2NodeClass
-   │    └─ canary revisions (and Istio VirtualServices)
+   │    └─ Istio VirtualServices (canary.routing: virtualservice)
    ├─ GlobalTraffic (hub: Route 53 or Global Accelerator, its own aws.Provider)
    └─ ApplicationSet (with large.gitops) on the primary region's cluster
+
+Every regional Kubernetes object's Pulumi name starts with its region, so regions may share a
+namespace.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Optional
 
@@ -27,40 +31,7 @@ from components.large import gitops, karpenter, regional, sizing, storage, traff
 from components.medium import k8s_resources
 from components.medium.component import MediumTier, MediumTierArgs
 from components.spec import ResolvedStack
-from components.spec.model import Autoscaling, EksNodeGroup, EksTarget, KubernetesTarget, Region
-
-
-def region_stack(stack: ResolvedStack, region: Region) -> ResolvedStack:
-    """The region as a medium-tier stack: its cluster as the target, the large tier's platform,
-    its models with the region's replica bounds (KEDA) and their placement on its GPU nodes."""
-    spec = stack.spec
-    ns = sizing.namespace(region)
-    if region.cluster == "eks":
-        # GPU nodes come from Karpenter: the managed GPU node group is kept at zero.
-        target = EksTarget.model_validate({
-            "kind": "eks", "region": region.aws_region, "kubernetesVersion": region.kubernetes_version,
-            "vpcCidr": region.vpc_cidr, "availabilityZones": region.availability_zones, "namespace": ns,
-            "gpuNodeGroup": {"instanceType": sizing.instance_types(spec, region)[0], "minSize": 0, "maxSize": 1,
-                             "desiredSize": 0},
-            "systemNodeGroup": region.system_node_group.model_dump(by_alias=True)})
-    else:
-        target = KubernetesTarget.model_validate({
-            "kind": "kubernetes", "kubeconfig": region.kubeconfig, "context": region.context, "namespace": ns,
-            "gpuNodes": region.gpu_nodes, "kubernetesVersion": region.kubernetes_version})
-    models = {m.name: m for m in stack.models}
-    result = sizing.region_placement(spec, region, models, f"target.regions[{region.name}]")
-    placed = []
-    for rm in region.models:
-        m = models[rm.name]
-        scaling = (m.spec.autoscaling or Autoscaling()).model_copy(
-            update={"min_replicas": rm.min_replicas, "max_replicas": rm.max_replicas})
-        mspec = m.spec.model_copy(update={"autoscaling": scaling, "replicas": None})
-        placed.append(dataclasses.replace(m, spec=mspec, replicas=rm.min_replicas, min_replicas=rm.min_replicas,
-                                          max_replicas=rm.max_replicas, placement=tuple(result.for_model(m.name))))
-    rspec = spec.model_copy(update={"tier": "medium", "target": target, "platform": spec.large.platform,
-                                    "models": [m.spec for m in placed]})
-    return ResolvedStack(spec=rspec, gpu=stack.gpu, models=placed, secrets_present=stack.secrets_present,
-                         placement=result)
+from components.spec.model import Region
 
 
 @dataclass
@@ -71,47 +42,25 @@ class LargeTierArgs:
     hf_token: Optional[pulumi.Input[str]] = None
 
 
-def _transformation(ctx: regional.RegionContext):
-    """Rewrite what the region's MediumTier registers (components.large.regional)."""
-
-    def apply(args: pulumi.ResourceTransformationArgs) -> Optional[pulumi.ResourceTransformationResult]:
-        props = args.props
-        if args.type_ in ("kubernetes:apps/v1:Deployment", "kubernetes:gateway.networking.k8s.io/v1:HTTPRoute",
-                          "kubernetes:monitoring.coreos.com/v1:ServiceMonitor"):
-            kind = args.type_.rsplit(":", 1)[1]
-            doc = ctx.rewrite({"kind": kind, "metadata": props["metadata"], "spec": props["spec"]})
-            return pulumi.ResourceTransformationResult({**props, "spec": doc["spec"]}, args.opts)
-        if args.type_ == "kubernetes:helm.sh/v3:Release" and props.get("chart") == "kube-prometheus-stack":
-            return pulumi.ResourceTransformationResult({**props, "values": ctx.prometheus_values(props["values"])},
-                                                       args.opts)
-        return None
-
-    return apply
-
-
 class RegionSpoke(pulumi.ComponentResource):
     def __init__(self, name: str, stack: ResolvedStack, region: Region, args: LargeTierArgs,
                  opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("tierscale:large:RegionSpoke", name, None, opts)
         large = stack.spec.large
         self.region = region
-        self.stack = region_stack(stack, region)
+        self.stack = regional.region_stack(stack, region)
         self.namespace = sizing.namespace(region)
         self.discovery = f"{args.stack_name}-{region.name}"
         tags = {"tierscale:stack": args.stack_name, "tierscale:region": region.name, "managed-by": "pulumi"}
         on_eks = region.cluster == "eks"
         self.bucket_name = storage.bucket_name(args.stack_name, region.name) if on_eks and large.model_storage.enabled else None
-        self.ctx = regional.RegionContext(region.name, self.namespace, self.stack, self.bucket_name,
-                                          large.model_storage.prefix, region.aws_region, large.canary)
+        self.serving = regional.serving_options(region, self.stack, self.bucket_name, large.model_storage.prefix,
+                                                large.canary)
         self.medium = MediumTier(name, MediumTierArgs(
-            stack=self.stack, stack_name=self.discovery, api_key=args.api_key, hf_token=args.hf_token),
-            opts=pulumi.ResourceOptions(parent=self, transformations=[_transformation(self.ctx)]))
-        self.artifacts: dict[str, str] = {}
-        for rel, text in self.medium.artifacts.items():
-            if rel.startswith("helm/") and text.startswith("# kube-prometheus-stack "):
-                header, body = text.split("\n", 1)
-                text = header + "\n" + yaml.safe_dump(self.ctx.prometheus_values(yaml.safe_load(body)), sort_keys=False)
-            self.artifacts[rel] = text
+            stack=self.stack, stack_name=self.discovery, api_key=args.api_key, hf_token=args.hf_token,
+            resource_prefix=region.name, serving=self.serving),
+            opts=pulumi.ResourceOptions(parent=self))
+        self.artifacts: dict[str, str] = dict(self.medium.artifacts)
         in_ns = pulumi.ResourceOptions(parent=self, provider=self.medium.provider,
                                        depends_on=[self.medium.namespace_resource, self.medium.secret])
         extras: list[tuple[dict, pulumi.ResourceOptions]] = []
@@ -126,7 +75,7 @@ class RegionSpoke(pulumi.ComponentResource):
                                                   opts=pulumi.ResourceOptions(parent=self))
                 self.reader = storage.model_reader(name, self.bucket, eks.cluster, self.namespace,
                                                    regional.MODEL_READER_SA, aws_provider, tags, self)
-                extras.append((regional.model_reader_service_account(self.ctx), in_ns))
+                extras.append((regional.model_reader_service_account(self.namespace), in_ns))
             self.karpenter = karpenter.KarpenterAws(f"{name}-karpenter", cluster=eks.cluster, discovery=self.discovery,
                                                     subnets=eks.private_subnets, provider=aws_provider, tags=tags,
                                                     opts=pulumi.ResourceOptions(parent=self))
@@ -149,13 +98,11 @@ class RegionSpoke(pulumi.ComponentResource):
                                              sizing.instance_types(stack.spec, region), stack.gpu.product_label,
                                              large.karpenter):
                 extras.append((pool, after_karpenter))
-        for doc in regional.canary_manifests(self.ctx):
+        for doc in regional.virtual_services(self.serving, self.namespace):
             extras.append((doc, in_ns))
         self.resources: list[pulumi.Resource] = []
         for i, (doc, opts) in enumerate(extras):
-            # Serving workloads (the canary revisions) stay with Pulumi, beside the MediumTier's.
-            if large.gitops is not None and doc["kind"] not in ("Deployment", "Service", "PodDisruptionBudget",
-                                                                "PersistentVolumeClaim"):
+            if large.gitops is not None:
                 meta = doc["metadata"]
                 self.artifacts[f"gitops/{i:03d}-{doc['kind'].lower()}-{meta['name']}.yaml"] = yaml.safe_dump(doc, sort_keys=False)
             else:
@@ -199,8 +146,12 @@ class LargeTier(pulumi.ComponentResource):
                 gitops.application_set(args.stack_name, large.gitops, spec.target.regions),
                 pulumi.ResourceOptions(parent=self, provider=hub.medium.provider,
                                        depends_on=[hub.medium.namespace_resource]), name=f"{name}-applicationset")
-        # Which folder each Kubernetes object renders to: its cluster's provider decides.
-        self._provider_region = {f"{spoke.medium._name}-k8s": region for region, spoke in self.spokes.items()}
+        # Which folder each Kubernetes object renders to: its cluster's provider decides. A
+        # registered resource names its provider as `<provider URN>::<id>` (the engine's
+        # provider reference); the URNs are learnt from the providers themselves.
+        self._provider_region: dict[str, str] = {}
+        for region, spoke in self.spokes.items():
+            spoke.medium.provider.urn.apply(lambda urn, region=region: self._provider_region.setdefault(urn, region))
         self.report = report(stack)
         self.endpoint = f"https://{large.global_traffic.domain}/v1"
         self.register_outputs({"endpoint": self.endpoint, "regions": list(self.spokes)})
@@ -208,8 +159,7 @@ class LargeTier(pulumi.ComponentResource):
     def manifest_dir(self, registered) -> str:
         """build/<stack>/<region>/kubernetes/ for objects applied to a region's cluster."""
         provider = registered.provider or ""
-        name = provider.rsplit("::", 1)[0].rsplit("::", 1)[-1] if provider else ""
-        region = self._provider_region.get(name)
+        region = self._provider_region.get(provider.rsplit("::", 1)[0]) if provider else None
         return f"{region}/kubernetes" if region else "kubernetes"
 
 

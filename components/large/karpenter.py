@@ -117,6 +117,16 @@ def chart():
     return pins.chart("karpenter")
 
 
+def chart_reference() -> str:
+    """The Release `chart`: the full oci:// reference, with no repositoryOpts (an OCI registry
+    has no index.yaml; components/medium/addons.helm_chart_reference)."""
+    from components.medium.addons import helm_chart_reference
+
+    ref, repo = helm_chart_reference("karpenter", chart().repo)
+    assert repo is None
+    return ref
+
+
 def node_class(discovery: str, node_role_name: str, volume_gib: int) -> dict:
     selector = [{"tags": {DISCOVERY_TAG: discovery}}]
     return {

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Optional
 
 from components import pins
 from components.facts import chart_keys
@@ -19,7 +19,7 @@ from components.medium import efa, names
 from components.observability.metrics import dcgm_counters_csv
 from components.spec import ResolvedStack
 
-__all__ = ["Addon", "addons", "leaf_paths", "unknown_keys", "with_secret", "SECRET_VALUE"]
+__all__ = ["Addon", "addons", "helm_chart_reference", "leaf_paths", "unknown_keys", "with_secret", "SECRET_VALUE"]
 
 # Placeholder for values the component fills with a Pulumi secret at deploy time.
 SECRET_VALUE = "[secret]"
@@ -32,22 +32,47 @@ INSTALLED_CHARTS = ("gpu-operator", "keda", "kube-prometheus-stack")
 ON_DEMAND_CHARTS = ("lws", "aws-efa-k8s-device-plugin")
 
 
+def helm_chart_reference(chart: str, repo: str) -> tuple[str, Optional[str]]:
+    """(Release `chart`, `repositoryOpts.repo`) that pulumi-kubernetes can pull.
+
+    A chart in an OCI registry has no index.yaml: pulumi-kubernetes resolves a bare chart name
+    against `repositoryOpts.repo` with Helm's FindChartInRepoURL, which downloads
+    `<repo>/index.yaml` and fails for `oci://` (pulumi/pulumi-kubernetes issue 2158). Only a
+    chart that is itself an `oci://` reference skips the repository lookup
+    (pulumi/pulumi-kubernetes@v4.32.0 provider/pkg/provider/helm_release.go, resolveChartName:
+    `if registry.IsOCI(name) { return "", name, nil }`, then locateChart pulls it with the
+    registry client). So an OCI chart is `oci://<registry path>/<chart>` with no repo.
+    """
+    if repo.startswith("oci://"):
+        return f"{repo.rstrip('/')}/{chart}", None
+    return chart, repo
+
+
 @dataclass(frozen=True)
 class Addon:
     release: str
+    # What the Release's `chart` gets: a chart name in `repo`, or a full `oci://` reference
+    # (then `repo` is None: helm_chart_reference).
     chart: str
     version: str
-    repo: str
+    repo: Optional[str]
     namespace: str
     values: dict[str, Any] = field(default_factory=dict)
     # Dotted paths whose values are secrets, supplied by the component.
     secret_paths: tuple[str, ...] = ()
 
 
-def _pin(chart: str) -> tuple[str, str, str]:
-    """(chart, version, repo) as pinned in components/pins.yaml."""
+    @property
+    def chart_name(self) -> str:
+        """The chart's own name (components/pins.yaml, chart_keys.yaml key)."""
+        return self.chart.rsplit("/", 1)[-1]
+
+
+def _pin(chart: str) -> tuple[str, str, Optional[str]]:
+    """(chart reference, version, repo) as pinned in components/pins.yaml."""
     pin = pins.chart(chart)
-    return chart, pin.version, pin.repo
+    ref, repo = helm_chart_reference(chart, pin.repo)
+    return ref, pin.version, repo
 
 
 GPU_OPERATOR = _pin("gpu-operator")
@@ -60,7 +85,7 @@ EFA_DEVICE_PLUGIN = _pin("aws-efa-k8s-device-plugin")
 def has_key_list(addon: "Addon") -> bool:
     """Whether components/facts/chart_keys.yaml lists the keys of this chart version (what the
     `Helm values keys` validator checks the rendered values file against)."""
-    entry = chart_keys.load().get(addon.chart)
+    entry = chart_keys.load().get(addon.chart_name)
     return entry is not None and entry["version"] == addon.version
 
 
