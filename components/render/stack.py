@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import json
 import os
+import secrets
+import stat
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,18 +172,146 @@ def _safe_rel(rel: str) -> bool:
     return bool(rel) and not p.is_absolute() and ".." not in p.parts and rel != MARKER
 
 
-def _write_marker(out: Path, stack: str, files: list[str]) -> None:
-    tmp = out / (MARKER + ".tmp")
-    tmp.write_text(json.dumps({"tool": "tierscale", "version": _tool_version(), "stack": stack,
-                               "files": sorted(files)}, indent=2) + "\n")
-    os.replace(tmp, out / MARKER)
+# A render's own temporary files: created next to their destination, renamed over it.
+TEMP_PREFIX = ".tierscale-tmp-"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _link_problem(out: Path, rel: str) -> Optional[str]:
+    """Why tierscale must not write the file `rel` under `out`, or None. Never follows a link:
+    a symlink at the path or at any directory above it (inside `out`) is refused; a directory
+    where a file goes too. A hard link is not refused: the file is replaced by a rename, so the
+    other name keeps its content."""
+    parts = Path(rel).parts
+    for depth in range(1, len(parts) + 1):
+        sub = "/".join(parts[:depth])
+        try:
+            st = os.lstat(out / sub)
+        except FileNotFoundError:
+            return None  # created by this render, as a directory or file of its own
+        if stat.S_ISLNK(st.st_mode):
+            kind = "a symlink" if depth == len(parts) else "a symlinked directory"
+            return f"{sub} is {kind} (render never writes through a link)"
+        if depth < len(parts) and not stat.S_ISDIR(st.st_mode):
+            return f"{sub} is not a directory, but tierscale writes {rel} inside it"
+        if depth == len(parts) and not stat.S_ISREG(st.st_mode):
+            return f"{sub} is a directory or special file where tierscale writes a file"
+    return None
+
+
+class _Tree:
+    """`out`, opened once: every file operation goes through directory file descriptors opened
+    with O_NOFOLLOW, so no write, rename or unlink follows a symlink inside `out`, even one
+    planted after the checks (that write fails with ELOOP and render stops, naming the path)."""
+
+    def __init__(self, out: Path):
+        self.out = out
+        self.root = os.open(out, _DIR_FLAGS)
+        self._dirs: dict[tuple[str, ...], int] = {(): self.root}
+
+    def close(self) -> None:
+        for fd in self._dirs.values():
+            os.close(fd)
+        self._dirs.clear()
+
+    def _fail(self, rel: str, error: OSError) -> SpecError:
+        return _refuse(self.out, f"{rel}: {error.strerror or error} (a link or non-directory appeared while "
+                                 f"rendering; render never writes through a link)")
+
+    def dir(self, parts: tuple[str, ...], create: bool) -> Optional[int]:
+        """The fd of the directory `parts` under `out` (created when `create`), or None."""
+        if parts in self._dirs:
+            return self._dirs[parts]
+        parent = self.dir(parts[:-1], create)
+        if parent is None:
+            return None
+        name = parts[-1]
+        if create:
+            try:
+                os.mkdir(name, 0o777, dir_fd=parent)
+            except FileExistsError:
+                pass
+        try:
+            fd = os.open(name, _DIR_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            if create:
+                raise
+            return None
+        except OSError as error:  # ELOOP (a symlink), ENOTDIR
+            raise self._fail("/".join(parts), error)
+        self._dirs[parts] = fd
+        return fd
+
+    def write(self, rel: str, content: str) -> None:
+        """Write a fresh temporary file next to `rel` (O_EXCL|O_NOFOLLOW) and rename it over
+        `rel`: a hard link at `rel` is replaced, never written through."""
+        parts = Path(rel).parts
+        parent = self.dir(parts[:-1], create=True)
+        data = content.encode()
+        while True:
+            tmp = TEMP_PREFIX + secrets.token_hex(8)
+            try:
+                fd = os.open(tmp, _NEW_FILE_FLAGS, 0o666, dir_fd=parent)
+                break
+            except FileExistsError:
+                continue
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+            st = os.lstat(parts[-1], dir_fd=parent) if _exists(parts[-1], parent) else None
+            if st is not None and (stat.S_ISLNK(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+                raise _refuse(self.out, f"{rel} became a symlink or directory while rendering; nothing was written there")
+            os.rename(tmp, parts[-1], src_dir_fd=parent, dst_dir_fd=parent)
+        except BaseException:
+            try:
+                os.unlink(tmp, dir_fd=parent)
+            except OSError:
+                pass
+            raise
+
+    def remove(self, rel: str) -> None:
+        """Unlink the file `rel` (never what a link points to), then the directories above it
+        that it left empty, up to but not including `out`."""
+        parts = Path(rel).parts
+        parent = self.dir(parts[:-1], create=False)
+        if parent is None:
+            return
+        try:
+            if not stat.S_ISDIR(os.lstat(parts[-1], dir_fd=parent).st_mode):
+                os.unlink(parts[-1], dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        for depth in range(len(parts) - 1, 0, -1):
+            above = self.dir(parts[:depth - 1], create=False)
+            fd = self._dirs.pop(parts[:depth], None)
+            if fd is not None:
+                os.close(fd)
+            try:
+                os.rmdir(parts[depth - 1], dir_fd=above)
+            except OSError:
+                break  # not empty (or gone): stop climbing
+
+
+def _exists(name: str, dir_fd: int) -> bool:
+    try:
+        os.lstat(name, dir_fd=dir_fd)
+        return True
+    except FileNotFoundError:
+        return False
+
+
+def _marker_text(stack: str, files: list[str]) -> str:
+    return json.dumps({"tool": "tierscale", "version": _tool_version(), "stack": stack,
+                       "files": sorted(files)}, indent=2) + "\n"
 
 
 def write_render(out: Path, stack: str, files: dict[str, str]) -> list[Path]:
     """Write `files` (relative path -> content) into `out`, replacing only what tierscale wrote.
 
     Refuses with a SpecError on `--out`, before anything is written or removed, when `out`
-    holds anything else. See the module docstring for the rules."""
+    holds anything else, or a symlink at a path it writes or above it. See the module
+    docstring for the rules."""
     out = Path(out)
     if out.is_symlink() or (out.exists() and not out.is_dir()):
         raise _refuse(out, "exists and is not a directory")
@@ -190,7 +320,15 @@ def write_render(out: Path, stack: str, files: dict[str, str]) -> list[Path]:
         marker = _read_marker(out)
         if marker is not None:
             previous = {f for f in marker["files"] if _safe_rel(f)}
+        # Never write through a link: a symlink (or a directory) where a file goes, or a
+        # symlinked directory above it, is refused before anything changes.
+        for rel in sorted(set(files) | {MARKER}):
+            problem = _link_problem(out, rel)
+            if problem:
+                raise _refuse(out, f"{problem}; nothing was changed")
         present, _dirs = _existing_entries(out)
+        # A render's leftovers (killed mid-write): its temporary files, the old marker temp name.
+        present = {p for p in present if not Path(p).name.startswith(TEMP_PREFIX)}
         present -= {MARKER, MARKER + ".tmp"} if marker is not None else set()
         foreign = sorted(present - previous - set(files))
         if foreign:
@@ -203,28 +341,22 @@ def write_render(out: Path, stack: str, files: dict[str, str]) -> list[Path]:
                 why = (f"holds files the last render did not write: {shown}. tierscale never deletes them; "
                        f"nothing was changed. Move them out of the render directory and run again")
             raise _refuse(out, why)
-        # The one path we must not replace blindly: a symlink or directory where a file goes.
-        for rel in files:
-            target = out / rel
-            if target.is_symlink() or target.is_dir():
-                raise _refuse(out, f"{rel} is a symlink or directory where tierscale writes a file; nothing was changed")
     out.mkdir(parents=True, exist_ok=True)
-    # Crash-safe: until the new marker is final, it lists both renders' files.
-    _write_marker(out, stack, sorted(previous | set(files)))
-    for rel in sorted(previous - set(files)):
-        stale = out / rel
-        if stale.is_symlink() or stale.is_file():
-            stale.unlink()
-        # Remove the directories that only held our files, never `out` itself.
-        parent = stale.parent
-        while parent != out and parent.is_dir() and not any(parent.iterdir()):
-            parent.rmdir()
-            parent = parent.parent
-    written: list[Path] = []
-    for rel, content in files.items():
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        written.append(path)
-    _write_marker(out, stack, list(files))
+    tree = _Tree(out)
+    try:
+        for top, dirnames, filenames in os.walk(out, followlinks=False):
+            for name in filenames:
+                if name.startswith(TEMP_PREFIX) or name == MARKER + ".tmp":
+                    tree.remove((Path(top).relative_to(out) / name).as_posix())
+        # Crash-safe: until the new marker is final, it lists both renders' files.
+        tree.write(MARKER, _marker_text(stack, sorted(previous | set(files))))
+        for rel in sorted(previous - set(files)):
+            tree.remove(rel)
+        written: list[Path] = []
+        for rel, content in files.items():
+            tree.write(rel, content)
+            written.append(out / rel)
+        tree.write(MARKER, _marker_text(stack, list(files)))
+    finally:
+        tree.close()
     return written

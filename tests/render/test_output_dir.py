@@ -10,7 +10,11 @@ itself (what `tierscale inventory` writes) are replaced even without the marker.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 from pathlib import Path
+
+import pytest
 
 from components.render.stack import MARKER
 from tests.conftest import run_cli
@@ -91,3 +95,85 @@ def test_empty_directory_is_used(tmp_path):
     proc = render("small-dev", tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / MARKER).is_file() and (tmp_path / "resources.json").is_file()
+
+
+# --- links: no write follows a symlink or a hard link inside --out (issue #18 item 5) ---------
+# A stack with a subdirectory (ansible/) and few files.
+LINK_STACK = "baremetal-lab"
+
+def test_symlink_at_the_old_marker_temp_path_is_not_written_through(tmp_path):
+    out = tmp_path / "out"
+    assert render(LINK_STACK, out).returncode == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / (MARKER + ".tmp")).symlink_to(victim)
+    proc = render(LINK_STACK, out)
+    assert proc.returncode == 0, proc.stderr
+    assert victim.read_text() == "precious\n"
+    assert json.loads((out / MARKER).read_text())["stack"] == LINK_STACK
+    assert not (out / (MARKER + ".tmp")).is_symlink()
+
+
+def test_symlinked_output_file_is_refused_naming_it(tmp_path):
+    out = tmp_path / "out"
+    assert render(LINK_STACK, out).returncode == 0
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious\n")
+    (out / "plan.json").unlink()
+    (out / "plan.json").symlink_to(victim)
+    proc = render(LINK_STACK, out)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--out" in proc.stderr and "plan.json is a symlink" in proc.stderr and "Traceback" not in proc.stderr
+    assert victim.read_text() == "precious\n"
+
+
+def test_hard_linked_output_file_is_replaced_not_written_through(tmp_path):
+    out = tmp_path / "out"
+    assert render(LINK_STACK, out).returncode == 0
+    other = tmp_path / "other-name.json"
+    other.write_text("the other link's content\n")
+    (out / "plan.json").unlink()
+    os.link(other, out / "plan.json")  # one inode, two names
+    proc = render(LINK_STACK, out)
+    assert proc.returncode == 0, proc.stderr
+    assert other.read_text() == "the other link's content\n"
+    assert json.loads((out / "plan.json").read_text())  # the render's own file, a new inode
+    assert os.stat(out / "plan.json").st_ino != os.stat(other).st_ino
+
+
+def test_symlinked_subdirectory_is_refused_naming_it(tmp_path):
+    out = tmp_path / "out"
+    assert render(LINK_STACK, out).returncode == 0
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(out / "ansible", elsewhere)  # the same files, now outside --out
+    (out / "ansible").symlink_to(elsewhere, target_is_directory=True)
+    before = snapshot(elsewhere)
+    proc = render(LINK_STACK, out)
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "--out" in proc.stderr and "ansible is a symlinked directory" in proc.stderr
+    assert snapshot(elsewhere) == before
+
+
+def test_write_render_never_follows_a_link_planted_after_the_checks(tmp_path, monkeypatch):
+    """The O_NOFOLLOW directory walk, not only the up-front check: a symlinked directory the
+    check did not see (planted in a race) stops the write instead of going through it."""
+    from components.render import stack as render_stack
+    from components.spec import SpecError
+
+    out = tmp_path / "out"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    render_stack.write_render(out, "x", {"sub/file.txt": "x\n"})
+    shutil.rmtree(out / "sub")
+
+    listed = render_stack._existing_entries
+
+    def plant(out):  # after the up-front checks (the last of them lists the directory)
+        entries = listed(out)
+        (out / "sub").symlink_to(elsewhere, target_is_directory=True)
+        return entries
+
+    monkeypatch.setattr(render_stack, "_existing_entries", plant)
+    with pytest.raises(SpecError, match="sub: .*render never writes through a link"):
+        render_stack.write_render(out, "x", {"sub/file.txt": "y\n"})
+    assert list(elsewhere.iterdir()) == []
