@@ -150,6 +150,7 @@ class Interconnect(_Facts):
 
 class GpuFacts(_Facts):
     name: str
+    compute_capability: str = Field(description="CUDA compute capability, e.g. 8.0 (A100), 9.0 (H100), 10.0 (B200).")
     product_label: str = Field(description="Value of the nvidia.com/gpu.product node label.")
     memory_gib: PositiveFloat = Field(description="Marketed memory; shown, never planned with.")
     memory_mib_reported: PositiveInt = Field(description="Total memory NVML reports; vLLM's share is of this.")
@@ -162,6 +163,23 @@ class GpuFacts(_Facts):
     aws_instances: list[InstanceType]
     price_as_of: Optional[str] = None
     source: str
+
+    @property
+    def capability(self) -> tuple[int, int]:
+        major, _, minor = self.compute_capability.partition(".")
+        return int(major), int(minor or 0)
+
+    @property
+    def generation(self) -> str:
+        """NVIDIA architecture by compute capability: ampere (8.0/8.6), ada (8.9), hopper (9.x), blackwell (10.x+)."""
+        cc = self.capability
+        if cc >= (10, 0):
+            return "blackwell"
+        if cc >= (9, 0):
+            return "hopper"
+        if cc >= (8, 9):
+            return "ada"
+        return "ampere"
 
     @property
     def memory_bytes(self) -> float:

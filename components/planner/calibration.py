@@ -1,15 +1,21 @@
 """Predict every published measurement in measurements.yaml with the planner's own model.
 
-  throughput, offline: replicas x B / step(B), B = min(KV-cache batch, max_num_seqs)
-  throughput, server:  the same with B capped by the row's TPOT limit and each replica run at
-                       the highest utilisation whose TTFT p99 meets the row's TTFT limit
-  kv_tokens:           KV budget of one replica / KV bytes per token (memory.py)
+Each row is predicted with its engine's constants (`engine: vllm | tensorrt-llm`) on its GPU's
+generation:
+  throughput, offline/saturated: replicas x B / step(B), B = the sequences in flight:
+                                 batch_occupancy x min(KV-cache batch, max_num_seqs)
+  throughput, concurrency C:     replicas x C / step(C)  (closed loop: C clients)
+  throughput, server:            B capped by the row's TPOT limit, each replica run at the
+                                 highest utilisation whose TTFT p99 meets the row's TTFT limit
+  tpot_ms, saturated:            step(B) (every step carries the arriving prompts' prefill)
+  tpot_ms, concurrency C:        decode step of C sequences + the other C-1 prompts' prefill
+  kv_tokens:                     KV budget of one replica / KV bytes per token (memory.py)
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Mapping, Optional
 
 from components.facts import gpu_catalog, model_catalog
 from components.planner import memory, perf
@@ -19,6 +25,8 @@ from components.planner import memory, perf
 class Row:
     id: str
     kind: str
+    engine: str
+    holdout: bool
     published: float
     predicted: float
     unit: str
@@ -29,7 +37,17 @@ class Row:
         return self.predicted / self.published - 1
 
 
-def predict(row: dict, eff: Optional[perf.Efficiency] = None) -> float:
+Constants = Mapping[str, perf.EngineConstants]
+
+
+def _constants(row: dict, constants: Optional[Constants]) -> perf.EngineConstants:
+    engine = row.get("engine", perf.DEFAULT_ENGINE)
+    if constants is not None and engine in constants:
+        return constants[engine]
+    return perf.engine_constants(engine)
+
+
+def predict(row: dict, constants: Optional[Constants] = None) -> float:
     model = model_catalog()[row["model"]]
     gpu = gpu_catalog()[row["gpu"]]
     quant = row["quantization"]
@@ -41,18 +59,50 @@ def predict(row: dict, eff: Optional[perf.Efficiency] = None) -> float:
     if row["kind"] == "kv_tokens":
         return budget / kv_per_token
     prompt, output = row["prompt_tokens"], row["output_tokens"]
-    rep = perf.replica(model, gpu, quant, tp, pp, kv_dtype, eff)
+    rep = perf.replica(model, gpu, quant, tp, pp, kv_dtype, _constants(row, constants))
     replicas = row["gpus"] // (tp * pp)
     limit = min(memory.sequences_that_fit(budget, kv_per_token, prompt + output), row["max_num_seqs"])
-    if row["scenario"] == "offline":
-        return replicas * limit / rep.step_s(limit, prompt, output)
-    batch = perf.largest_batch(rep, limit, prompt, output, row["tpot_ms"] / 1000)
+    scenario = row["scenario"]
+    if scenario == "concurrency":
+        c = min(row["concurrency"], limit)
+        if row["kind"] == "tpot_ms":
+            return rep.decode_tpot_s(c, prompt, output) * 1000
+        return replicas * c / rep.step_s(c, prompt, output)
+    if scenario in ("offline", "saturated"):
+        batch = perf.saturated_batch(rep, limit)
+        if row["kind"] == "tpot_ms":
+            return rep.step_s(batch, prompt, output) * 1000
+        return replicas * batch / rep.step_s(batch, prompt, output)
+    batch = perf.largest_batch(rep, perf.saturated_batch(rep, limit), prompt, output, row["tpot_ms"] / 1000)
     if batch == 0:
         return 0.0
     rho = perf.highest_utilization(rep, batch, prompt, output, row["ttft_ms"] / 1000, cap=0.99)
     return replicas * rho * rep.capacity_qps(batch, prompt, output) * output
 
 
-def table(eff: Optional[perf.Efficiency] = None) -> list[Row]:
-    return [Row(r["id"], r["kind"], r["published"], predict(r, eff), r["unit"], r["source"])
-            for r in perf.measurements()["measurements"]]
+def rows() -> list[dict]:
+    return perf.measurements()["measurements"]
+
+
+def table(constants: Optional[Constants] = None) -> list[Row]:
+    return [Row(r["id"], r["kind"], r.get("engine", perf.DEFAULT_ENGINE), bool(r.get("holdout")), r["published"],
+                predict(r, constants), r["unit"], r["source"])
+            for r in rows()]
+
+
+def vllm_error_summary(table_rows: Optional[list[Row]] = None) -> dict[str, float]:
+    """Largest and median |error| of the vLLM throughput/latency rows (fitted, held out, all)."""
+    found = [r for r in (table_rows or table()) if r.engine == "vllm" and r.kind != "kv_tokens"]
+
+    def stats(rs: list[Row]) -> tuple[float, float]:
+        errs = sorted(abs(r.error) for r in rs)
+        if not errs:
+            return 0.0, 0.0
+        mid = len(errs) // 2
+        median = errs[mid] if len(errs) % 2 else (errs[mid - 1] + errs[mid]) / 2
+        return errs[-1], median
+
+    worst, median = stats(found)
+    held_worst, held_median = stats([r for r in found if r.holdout])
+    return {"worst": worst, "median": median, "holdout_worst": held_worst, "holdout_median": held_median,
+            "rows": len(found)}
