@@ -190,18 +190,29 @@ class NginxSplit:
     def set_weight(self, percent: int) -> None:
         self._apply(percent)
 
-    def read_weight(self) -> int:
+    def read_weight(self, agree: int = 3, within_s: float = 2.0) -> int:
         """The destination's share the running nginx serves: the `percent` of the config its
         workers loaded, as the status listener's `/gateway/traffic` reports it (not the file on
-        disk, which a failed reload leaves ahead of the live config)."""
-        try:
-            reply = httpx.get(self.status_url, timeout=2, headers={"Connection": "close"})
-            live = reply.json() if reply.status_code == 200 else None
-        except (httpx.HTTPError, ValueError) as e:
-            raise TrafficError(f"cannot read the live split from {self.status_url}: {e}") from e
-        if not isinstance(live, dict) or not isinstance(live.get("percent"), int):
-            raise TrafficError(f"{self.status_url} does not report the split (HTTP {reply.status_code}: {reply.text[:200]})")
-        return live["percent"]
+        disk, which a failed reload leaves ahead of the live config). Right after a reload an old
+        worker may still answer a new connection, so `agree` answers in a row must match."""
+        deadline = time.monotonic() + within_s
+        seen: list[int] = []
+        while True:
+            try:
+                reply = httpx.get(self.status_url, timeout=2, headers={"Connection": "close"})
+                live = reply.json() if reply.status_code == 200 else None
+            except (httpx.HTTPError, ValueError) as e:
+                raise TrafficError(f"cannot read the live split from {self.status_url}: {e}") from e
+            if not isinstance(live, dict) or not isinstance(live.get("percent"), int):
+                raise TrafficError(f"{self.status_url} does not report the split "
+                                   f"(HTTP {reply.status_code}: {reply.text[:200]})")
+            seen.append(live["percent"])
+            if len(seen) >= agree and len(set(seen[-agree:])) == 1:
+                return seen[-1]
+            if time.monotonic() > deadline:
+                raise TrafficError(f"{self.status_url}: workers disagree on the split after {within_s:g}s "
+                                   f"(answers {seen[-10:]})")
+            time.sleep(0.02)
 
     def use_fallback(self) -> None:
         if not self.fallback_servers:
