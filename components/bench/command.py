@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
@@ -108,29 +108,55 @@ def _sweep_rates(raw: str) -> list[float]:
     return rates
 
 
+def _scheme(spec) -> str:
+    return "https" if spec.security.tls.enabled else "http"
+
+
+def _small_endpoint(name: str, resolved) -> str:
+    spec = resolved.spec
+    return f"{_scheme(spec)}://{spec.target.host}:{spec.gateway.port}"
+
+
+def _medium_endpoint(name: str, resolved) -> str:
+    tls = resolved.spec.security.tls
+    if not (tls.enabled and tls.hostname):
+        raise UsageError(f"--stack {name}: a medium stack without security.tls.hostname has no fixed address; "
+                         "pass --endpoint with the Ingress/Gateway address")
+    return f"https://{tls.hostname}"
+
+
+def _large_endpoint(name: str, resolved) -> str:
+    """The global name clients use (Route 53 records or the accelerator's DNS name point at the regions)."""
+    spec = resolved.spec
+    return f"{_scheme(spec)}://{spec.large.global_traffic.domain}"
+
+
+def _baremetal_endpoint(name: str, resolved) -> str:
+    """The first model's vLLM on the first host that serves it (bare metal has no gateway)."""
+    from components.serving.vllm_args import VLLM_PORT
+
+    first = resolved.models[0]
+    hosts = [h for h in resolved.spec.target.hosts if first.name in h.models] or \
+            [h for h in resolved.spec.target.hosts if "inference" in h.roles]
+    if not hosts:
+        raise UsageError(f"--stack {name}: no inference host serves {first.name}; pass --endpoint")
+    return f"http://{hosts[0].address}:{VLLM_PORT}"
+
+
+# Where each tier's clients send requests (one entry per tier of components/tiers.py; a test
+# checks that every tier has one).
+_ENDPOINTS = {"small": _small_endpoint, "medium": _medium_endpoint, "large": _large_endpoint,
+              "baremetal": _baremetal_endpoint}
+
+
 def stack_target(name: str, stacks_dir: Optional[Path]) -> dict:
     """The stack's gateway URL, first model's served name, SLO and expected QPS."""
     from components import paths
-    from components.serving.vllm_args import VLLM_PORT
     from components.spec.stack_file import load_stack
 
     resolved = load_stack(name, stacks_dir or paths.STACKS_DIR)
     spec = resolved.spec
-    tls = spec.security.tls
-    if spec.tier == "small":
-        url = f"{'https' if tls.enabled else 'http'}://{spec.target.host}:{spec.gateway.port}"
-    elif spec.tier == "medium":
-        if not (tls.enabled and tls.hostname):
-            raise UsageError(f"--stack {name}: a medium stack without security.tls.hostname has no fixed address; "
-                             "pass --endpoint with the Ingress/Gateway address")
-        url = f"https://{tls.hostname}"
-    else:  # bare metal: the first model's vLLM on the first host that serves it (no gateway)
-        first = resolved.models[0]
-        hosts = [h for h in spec.target.hosts if first.name in h.models] or \
-                [h for h in spec.target.hosts if "inference" in h.roles]
-        if not hosts:
-            raise UsageError(f"--stack {name}: no inference host serves {first.name}; pass --endpoint")
-        url = f"http://{hosts[0].address}:{VLLM_PORT}"
+    url = _ENDPOINTS[spec.tier](name, resolved)
     availability = spec.slo.availability
     return {"endpoint": url, "model": resolved.models[0].served_model_name,
             "slo": Slo(spec.slo.ttft_p99_ms, spec.slo.tpot_p99_ms, round(1 - availability / 100, 6)),
@@ -178,7 +204,10 @@ def plan_runs(opts: Options, stack: Optional[dict]) -> list[Plan]:
         except scenarios.ScenarioError as e:
             raise UsageError(str(e)) from None
     if opts.sweep:
-        return [replace(make(f"rate {r:g}", {}, {}), rate=r) for r in _sweep_rates(opts.sweep)]
+        # Each rate is offered open-loop (no concurrency cap unless --concurrency gives one): a run
+        # planned without a rate gets concurrency 1, so the rate must be part of the plan, not
+        # patched in afterwards.
+        return [make(f"rate {r:g}", {"rate": r}, {}) for r in _sweep_rates(opts.sweep)]
     return [make("run", {}, {})]
 
 

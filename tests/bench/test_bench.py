@@ -248,3 +248,53 @@ def test_usage_errors_exit_2_naming_the_option(tmp_path):
         assert r.returncode == 2, (args, r.returncode, r.stdout, r.stderr)
         assert option in r.stderr, (args, r.stderr)
         assert "Traceback" not in r.stdout + r.stderr, (args, r.stderr)
+
+
+def test_sweep_offers_each_rate_open_loop(stub_factory, tmp_path):
+    """Each rate of --sweep is offered as such (issue 23: every rate ran at concurrency 1). A
+    request takes ~0.1-0.2 s here, so one in flight at a time could not reach 10 req/s."""
+    stub = stub_factory("--ttft-ms", "30", "--itl-ms", "30", "--seed", "11")
+    out = tmp_path / "sweep.json"
+    r = bench("--endpoint", stub.url, "--model", "stub-model", "--sweep", "5,10,20", "--duration", "5",
+              "--burstiness", "50", "--prompt-tokens", "16", "--output-tokens", "4", "--report", str(tmp_path / "r"),
+              "--json", str(out))
+    assert r.returncode == 0, r.stdout + r.stderr
+    runs = json.loads(out.read_text())["runs"]
+    assert [run["offered_rate"] for run in runs] == [5.0, 10.0, 20.0]
+    for run in runs:
+        assert run["concurrency"] is None, run["name"]
+        assert abs(run["requests_per_s"] - run["offered_rate"]) <= 0.1 * run["offered_rate"], (
+            run["name"], run["requests_per_s"], run["e2e_ms"])
+
+
+@pytest.mark.parametrize("stack", sorted(p.name[len("Pulumi."):-len(".yaml")] for p in (REPO / "stacks").glob("Pulumi.*.yaml")))
+def test_every_example_stack_gives_bench_an_endpoint(stack):
+    """`bench --stack` on every tier (issue 23: the large tier crashed with exit 70)."""
+    from components.bench.command import UsageError, stack_target
+
+    try:
+        target = stack_target(stack, REPO / "stacks")
+    except UsageError as e:  # a medium stack without a TLS hostname has no fixed address
+        assert "--endpoint" in str(e)
+        return
+    assert target["endpoint"].startswith(("http://", "https://")) and target["model"]
+    spec_text = (REPO / "stacks" / f"Pulumi.{stack}.yaml").read_text()
+    if "tier: large" in spec_text:
+        assert target["endpoint"] == "https://llm.example.com"  # the global name, not a region's
+
+
+def test_every_tier_has_a_bench_endpoint():
+    from components.bench.command import _ENDPOINTS
+    from components.tiers import TIERS
+
+    assert set(_ENDPOINTS) == set(TIERS)
+
+
+def test_bench_runs_against_a_large_stack(stub_factory, tmp_path):
+    stub = stub_factory("--ttft-ms", "5", "--itl-ms", "1")
+    out = tmp_path / "large.json"
+    r = bench("--stack", "large-prod", "--endpoint", stub.url, "--requests", "4", "--output-tokens", "2",
+              "--json", str(out))
+    assert r.returncode in (0, 1), r.stdout + r.stderr
+    data = json.loads(out.read_text())
+    assert data["model"] == "meta-llama/Llama-3.1-70B-Instruct" and data["slo"]["ttft_p99_ms"]["threshold"] == 500
