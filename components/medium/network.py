@@ -1,10 +1,16 @@
 """Traffic in and out of the serving namespace: NetworkPolicies, and the TLS entry point
-(Ingress, or a Gateway API HTTPRoute on an existing Gateway)."""
+(Ingress, or a Gateway API HTTPRoute on an existing Gateway).
+
+Every client path goes through the model router (components/medium/router.py), which
+authenticates each request and serves only the OpenAI API allowlist: the entry point has one
+route, `/` to the router, and the vLLM pods accept connections only from the router, from
+Prometheus (scrapes) and, for a multi-node model, from the pods of their own group.
+"""
 
 from __future__ import annotations
 
 from components.medium import multinode
-from components.medium.names import MONITORING_NAMESPACE, PART_OF, ROLE_LABEL, TLS_SECRET_NAME, workload
+from components.medium.names import MONITORING_NAMESPACE, PART_OF, ROLE_LABEL, TLS_SECRET_NAME
 from components.medium.router import ROUTER_NAME, ROUTER_PORT
 from components.serving.vllm_args import VLLM_PORT
 from components.spec import ResolvedStack
@@ -21,7 +27,9 @@ def _policy(name: str, ns: str, spec: dict) -> dict:
 
 
 def network_policies(stack: ResolvedStack, ns: str) -> list[dict]:
-    routing = stack.platform.routing
+    """Default deny; vLLM's API port open to Prometheus only (the router's own policy in
+    router.network_policies opens it to the router); DNS and the model download egress. No
+    rule lets the ingress controller reach a vLLM pod."""
     vllm_pods = {"matchLabels": {"app.kubernetes.io/component": "vllm"}}
     # Pods that serve the API: not the headless workers of a multi-node group (nothing listens
     # on :8000 there).
@@ -33,11 +41,6 @@ def network_policies(stack: ResolvedStack, ns: str) -> list[dict]:
     groups = [multinode.group_network_policy(m, ns) for m in stack.models if m.multi_node]
     return groups + [
         _policy("default-deny", ns, {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}),
-        _policy("allow-gateway-to-vllm", ns, {
-            "podSelector": serving_pods, "policyTypes": ["Ingress"],
-            "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {NS_NAME_LABEL: routing.controller_namespace}}}],
-                         "ports": port}],
-        }),
         _policy("allow-prometheus-to-vllm", ns, {
             "podSelector": serving_pods, "policyTypes": ["Ingress"],
             "ingress": [{"from": [{
@@ -59,6 +62,16 @@ def network_policies(stack: ResolvedStack, ns: str) -> list[dict]:
     ]
 
 
+def served_hostnames(stack: ResolvedStack) -> list[str]:
+    """tls.hostname, then platform.routing.additionalHostnames (none without tls.hostname: the
+    route then serves every name)."""
+    tls = stack.spec.security.tls
+    if not tls.hostname:
+        return []
+    extra = [h for h in stack.platform.routing.additional_hostnames if h != tls.hostname]
+    return [tls.hostname, *dict.fromkeys(extra)]
+
+
 def ingress(stack: ResolvedStack, ns: str) -> dict:
     tls = stack.spec.security.tls
     gw = stack.spec.gateway
@@ -69,22 +82,21 @@ def ingress(stack: ResolvedStack, ns: str) -> dict:
         "nginx.ingress.kubernetes.io/proxy-send-timeout": str(gw.read_timeout_s),
         "nginx.ingress.kubernetes.io/proxy-connect-timeout": str(gw.connect_timeout_s),
         "nginx.ingress.kubernetes.io/proxy-body-size": f"{gw.max_request_body_mb}m",
-        "nginx.ingress.kubernetes.io/rewrite-target": "/$2",
-        "nginx.ingress.kubernetes.io/use-regex": "true",
     }
     if tls.enabled and tls.cluster_issuer:
         annotations["cert-manager.io/cluster-issuer"] = tls.cluster_issuer
-    paths = [{"path": f"/{m.name}(/|$)(.*)", "pathType": "ImplementationSpecific",
-              "backend": {"service": {"name": workload(m.name), "port": {"name": "http"}}}} for m in stack.models]
-    # One base URL for every model: the root goes to the model router (the body's `model`).
-    paths.append({"path": "/()(.*)", "pathType": "ImplementationSpecific",
-                  "backend": {"service": {"name": ROUTER_NAME, "port": {"name": "http"}}}})
+    # One base URL for every model and the only route: everything goes to the model router
+    # (auth, the API allowlist, the body's `model`); no path reaches a vLLM Service directly.
+    paths = [{"path": "/", "pathType": "Prefix",
+              "backend": {"service": {"name": ROUTER_NAME, "port": {"name": "http"}}}}]
     rule: dict = {"http": {"paths": paths}}
     spec: dict = {"ingressClassName": stack.platform.routing.ingress_class, "rules": [rule]}
     if tls.hostname:
         rule["host"] = tls.hostname
+        # The same route under each additional name (a region's own hostname for health checks).
+        spec["rules"] += [{**rule, "host": h} for h in served_hostnames(stack)[1:]]
     if tls.enabled:
-        spec["tls"] = [{"hosts": [tls.hostname], "secretName": TLS_SECRET_NAME}]
+        spec["tls"] = [{"hosts": served_hostnames(stack) or [tls.hostname], "secretName": TLS_SECRET_NAME}]
     return {"apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
             "metadata": {"name": "tierscale", "namespace": ns, "labels": dict(PART_OF), "annotations": annotations},
             "spec": spec}
@@ -98,21 +110,15 @@ def http_route(stack: ResolvedStack, ns: str) -> dict:
               "name": routing.gateway_name, "namespace": routing.gateway_namespace}
     if tls.enabled:
         parent["sectionName"] = "https"
-    rules = []
-    for m in stack.models:
-        rules.append({
-            "matches": [{"path": {"type": "PathPrefix", "value": f"/{m.name}/"}}],
-            "filters": [{"type": "URLRewrite", "urlRewrite": {"path": {"type": "ReplacePrefixMatch", "replacePrefixMatch": "/"}}}],
-            "backendRefs": [{"name": workload(m.name), "port": VLLM_PORT}],
-            "timeouts": {"request": "0s"},  # streams may run for minutes; no route-level cap
-        })
-    # One base URL for every model: the root goes to the model router (the body's `model`).
-    rules.append({"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
-                  "backendRefs": [{"name": ROUTER_NAME, "port": ROUTER_PORT}],
-                  "timeouts": {"request": "0s"}})
+    # One base URL for every model and the only rule: everything goes to the model router
+    # (auth, the API allowlist, the body's `model`); no path reaches a vLLM Service directly.
+    # Streams may run for minutes: no route-level cap.
+    rules = [{"matches": [{"path": {"type": "PathPrefix", "value": "/"}}],
+              "backendRefs": [{"name": ROUTER_NAME, "port": ROUTER_PORT}],
+              "timeouts": {"request": "0s"}}]
     spec: dict = {"parentRefs": [parent], "rules": rules}
     if tls.hostname:
-        spec["hostnames"] = [tls.hostname]
+        spec["hostnames"] = served_hostnames(stack)
     return {"apiVersion": "gateway.networking.k8s.io/v1", "kind": "HTTPRoute",
             "metadata": {"name": "tierscale", "namespace": ns, "labels": dict(PART_OF)}, "spec": spec}
 

@@ -11,7 +11,7 @@ import ipaddress
 import re
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PositiveInt, field_validator, model_validator
 from pydantic.alias_generators import to_camel
 
 from components import pins
@@ -351,6 +351,9 @@ class RoutingSpec(SpecModel):
         default="ingress-nginx", pattern=DNS_LABEL,
         description="Namespace of the ingress controller / gateway pods (the NetworkPolicy admits it).",
     )
+    additional_hostnames: list[Annotated[str, Field(pattern=HOSTNAME)]] = Field(
+        default_factory=list, description="Names the Ingress/HTTPRoute serves besides security.tls.hostname (the large "
+        "tier adds each region's gateway hostname: Route 53 health checks send it as Host and SNI).")
 
 
 class ModelCacheSpec(SpecModel):
@@ -468,12 +471,30 @@ class MultiRegionTarget(SpecModel):
 # --- large tier: the `large` section ---------------------------------------------------------
 
 
+# The only paths the gateway/model router answers without an API key (components/serving/
+# model_router.py HEALTH_PATH / READY_PATH, the `map $uri $tierscale_public` in
+# templates/gateway/nginx.conf.j2); every other path is 401 with apiAuth or not routed at all.
+HEALTH_CHECK_PATHS = ("/gateway/ready", "/gateway/health")
+
+
 class HealthCheckSpec(SpecModel):
-    path: str = Field(default="/health", pattern=r"^/[\w./-]*$", description="HTTPS path probed on each region's gateway.")
-    port: int = Field(default=443, ge=1, le=65535, description="HTTPS port probed.")
+    path: Literal[HEALTH_CHECK_PATHS] = Field(  # type: ignore[valid-type]
+        default="/gateway/ready", description="Path Route 53 probes on each region's gateway: /gateway/ready (200 only "
+        "while every model of the region has a ready replica) or /gateway/health (nginx alive); the only paths the "
+        "router serves without an API key.")
+    port: int = Field(default=443, ge=1, le=65535, description="Port probed: the Gateway/Ingress listener (443 with "
+                      "TLS, HTTPS check; 80 without, HTTP check).")
     interval_s: Literal[10, 30] = Field(default=10, description="Seconds between probes (Route 53 and Global Accelerator "
                                         "accept 10 or 30).")
     failure_threshold: int = Field(default=3, ge=1, le=10, description="Consecutive failures before a region is unhealthy (1-10).")
+
+
+class LoadBalancerHealthCheckSpec(SpecModel):
+    """The regional load balancers' target-group health check (set on the LB, e.g. by the AWS Load Balancer
+    Controller's Service/Ingress annotations; tierscale does not create those load balancers)."""
+
+    interval_s: int = Field(ge=5, le=300, description="HealthCheckIntervalSeconds of the target group (5-300).")
+    unhealthy_threshold: int = Field(ge=2, le=10, description="UnhealthyThresholdCount of the target group (2-10).")
 
 
 class GlobalTrafficSpec(SpecModel):
@@ -486,6 +507,29 @@ class GlobalTrafficSpec(SpecModel):
     health_check: HealthCheckSpec = Field(default_factory=HealthCheckSpec, description="Per-region health check.")
     alarm_topic_arn: Optional[str] = Field(default=None, pattern=r"^arn:aws[a-z-]*:sns:[a-z0-9-]+:\d{12}:[\w-]+$",
                                            description="SNS topic the health-check alarms notify (route53).")
+    load_balancer_health_check: Optional[LoadBalancerHealthCheckSpec] = Field(
+        default=None, description="globalAccelerator (required there): the health-check settings of the regional "
+        "NLB/ALB target groups. Global Accelerator ignores an endpoint group's own health-check settings for load "
+        "balancer endpoints and uses the load balancer's, so failover time follows these.")
+
+    @model_validator(mode="after")
+    def _inert_settings(self) -> "GlobalTrafficSpec":
+        """Refuse settings the chosen service never reads (components/facts/large.yaml, health_checks)."""
+        if self.kind == "globalAccelerator":
+            inert = {"health_check": "healthCheck", "ttl_s": "ttlS", "alarm_topic_arn": "alarmTopicArn"}
+            for field, key in inert.items():
+                if field in self.model_fields_set:
+                    raise ValueError(
+                        f"{key} is inert with kind globalAccelerator: endpoint groups in front of NLB/ALB ignore their "
+                        "own health-check settings and use the load balancer's target health, and the alias record has "
+                        "no TTL; remove it and describe the load balancers' checks in loadBalancerHealthCheck")
+            if self.load_balancer_health_check is None:
+                raise ValueError("loadBalancerHealthCheck is required with kind globalAccelerator: failover time "
+                                 "follows the NLB/ALB target-group health check (intervalS, unhealthyThreshold)")
+        elif self.load_balancer_health_check is not None:
+            raise ValueError("loadBalancerHealthCheck is inert with kind route53 (Route 53 runs its own healthCheck); "
+                             "remove it")
+        return self
 
 
 class KarpenterSpec(SpecModel):
