@@ -231,6 +231,19 @@ class Autoscaling(SpecModel):
         default=None, ge=1, description="Replicas KEDA holds if Prometheus cannot be queried; default: minReplicas."
     )
 
+    @field_validator("min_replicas")
+    @classmethod
+    def _no_scale_to_zero(cls, value: int) -> int:
+        # KEDA's only trigger is vLLM's own queue metric (components/medium/autoscaling.py), which
+        # no pod exports at zero replicas: an empty query result is "no demand" (ignoreNullValues),
+        # so a model scaled to zero would never wake. The model router is nginx without per-model
+        # request metrics, so there is no demand signal that exists at zero (docs/platform.md).
+        if value == 0:
+            raise ValueError("0 (scale to zero) is refused: the only scaling signal, vLLM's "
+                             "vllm:num_requests_waiting, does not exist while no replica runs, so the model would "
+                             "never scale back up; use minReplicas >= 1")
+        return value
+
 
 class ModelSpec(SpecModel):
     id: str = Field(
