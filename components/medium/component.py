@@ -7,13 +7,20 @@ Order of operations, enforced with depends_on:
     -> namespace, Secret, workloads (which need the GPU device plugin)
     -> ScaledObjects (need KEDA's CRDs), ServiceMonitors/PrometheusRule (need the operator's CRDs)
 With `platform.gitops`, the workloads are rendered for a Git repository instead and Pulumi
-applies only the add-ons, the namespace, the Secret and the Argo CD Application.
+applies only the add-ons, the namespace, the Secrets and the Argo CD Application.
+
+The large tier composes one MediumTier per region through MediumTierArgs (resource names,
+labels, weights from S3, canary revisions: components/medium/options.py); nothing it
+registers is rewritten afterwards.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Optional
+
+import copy
+from typing import Any
 
 import pulumi
 import pulumi_kubernetes as k8s
@@ -23,28 +30,85 @@ import yaml
 from components.medium import addons, autoscaling, efa, gitops, k8s_resources, manifests, monitoring, names, network
 from components.medium.eks import EksCluster, EksClusterArgs
 from components.medium import router
+from components.medium.options import CANARY_SUFFIX, DEFAULT, TRACK, TRACK_LABEL, ServingOptions, canary_model
 from components.spec import ResolvedStack
 from components.spec.model import EksTarget, KubernetesTarget
 
 
 @dataclass
 class MediumTierArgs:
+    """stack: the cluster's stack (the large tier passes each region as one, its target the
+    region's cluster and namespace). resource_prefix: prepended to the Pulumi names of the
+    Kubernetes objects (the large tier: the region, so regions may share a namespace); None
+    keeps the medium names (`<namespace>-<kind>-<name>`). serving: labels, S3 weights,
+    canaries (options.ServingOptions)."""
+
     stack: ResolvedStack
     stack_name: str
     api_key: Optional[pulumi.Input[str]] = None
     hf_token: Optional[pulumi.Input[str]] = None
     kubeconfig: Optional[pulumi.Input[str]] = None
+    resource_prefix: Optional[str] = None
+    serving: ServingOptions = DEFAULT
 
 
-def workload_manifests(stack: ResolvedStack, ns: str) -> list[dict]:
+def workload_manifests(stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT,
+                       auth_sha256: Optional[Any] = None) -> list[dict]:
     """Everything per model plus routing and policies (the GitOps payload), in apply order."""
     docs = network.network_policies(stack, ns)
     for model in stack.models:
-        docs += manifests.model_manifests(model, stack, ns)
-    # One base URL for every model: the entry point's `/` goes to the model router.
-    docs += router.router_manifests(stack, ns)
+        docs += manifests.model_manifests(model, stack, ns, options)
+    # One base URL for every model and the only way in: the entry point sends every path to the
+    # model router.
+    docs += router.router_manifests(stack, ns, options, auth_sha256)
     docs.append(network.entry_point(stack, ns))
     return docs
+
+
+def _relabelings(options: ServingOptions, canaried: bool) -> list[dict]:
+    out = []
+    if canaried:
+        out.append({"sourceLabels": [f"__meta_kubernetes_pod_label_{monitoring._label_name(TRACK_LABEL)}"],
+                    "targetLabel": TRACK, "action": "replace"})
+    out += [{"action": "replace", "targetLabel": k, "replacement": v} for k, v in options.labels.items()]
+    return out
+
+
+def monitoring_manifests(stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT) -> list[dict]:
+    """The medium tier's monitoring objects; with a canary, its Service's ServiceMonitor too,
+    and on the model's both the pod label `tierscale.dev/track` as the series label `track`
+    (the migration gates' selectors, components/migration/rollouts.py); the caller's labels on
+    every series."""
+    docs = monitoring.monitoring_manifests(stack, ns)
+    by_name = {names.workload(m.name): m for m in stack.models}
+    out = []
+    for doc in docs:
+        m = by_name.get(doc["metadata"]["name"]) if doc["kind"] == "ServiceMonitor" else None
+        if m is None:
+            out.append(doc)
+            continue
+        canary = options.canary_for(m.name)
+        found = [(doc, False)]
+        if canary is not None:
+            c = monitoring.service_monitor(canary_model(m, canary), stack, ns)
+            c["metadata"]["labels"][names.MODEL_LABEL] = m.name
+            found.append((c, True))
+        for d, _ in found:
+            for ep in d["spec"]["endpoints"]:
+                ep["relabelings"] = list(ep.get("relabelings", [])) + _relabelings(options, canary is not None)
+            out.append(d)
+    return out
+
+
+def prometheus_values(values: dict, options: ServingOptions) -> dict:
+    """kube-prometheus-stack values with the caller's labels as external labels (federation,
+    remote write, alerts carry them)."""
+    if not options.labels:
+        return values
+    out = copy.deepcopy(values)
+    spec = out.setdefault("prometheus", {}).setdefault("prometheusSpec", {})
+    spec["externalLabels"] = {**spec.get("externalLabels", {}), **options.labels}
+    return out
 
 
 class MediumTier(pulumi.ComponentResource):
@@ -86,12 +150,14 @@ class MediumTier(pulumi.ComponentResource):
                 opts=k8s_opts))
         self.grafana_admin_password: Optional[pulumi.Output[str]] = None
         for addon in addons.addons(stack):
-            values: pulumi.Input[dict] = addon.values
+            plain = prometheus_values(addon.values, args.serving) if addon.chart == "kube-prometheus-stack" \
+                else addon.values
+            values: pulumi.Input[dict] = plain
             if addon.secret_paths:
                 password = random.RandomPassword(f"{name}-{addon.release}-grafana-admin", length=32, special=False,
                                                  opts=pulumi.ResourceOptions(parent=self))
                 self.grafana_admin_password = pulumi.Output.secret(password.result)
-                values = addons.with_secret(addon.values, addon.secret_paths[0], self.grafana_admin_password)
+                values = addons.with_secret(plain, addon.secret_paths[0], self.grafana_admin_password)
             self.releases[addon.release] = k8s.helm.v3.Release(
                 f"{name}-{addon.release}", name=addon.release, chart=addon.chart, version=addon.version,
                 repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=addon.repo),
@@ -106,25 +172,51 @@ class MediumTier(pulumi.ComponentResource):
             if addons.has_key_list(addon):
                 self.artifacts[f"helm/{addon.release}.values.yaml"] = (
                     f"# {addon.chart} {addon.version} from {addon.repo}, namespace {addon.namespace}\n"
-                    + yaml.safe_dump(addon.values, sort_keys=False))
+                    + yaml.safe_dump(plain, sort_keys=False))
         all_addons = list(self.releases.values()) + storage
 
+        prefix = args.resource_prefix
+
+        def register(doc: dict, opts: pulumi.ResourceOptions) -> pulumi.CustomResource:
+            meta = doc["metadata"]
+            hint = None if prefix is None else "-".join(
+                p for p in (prefix, meta.get("namespace"), doc["kind"].lower(), meta["name"]) if p)
+            return k8s_resources.register(doc, opts, name=hint)
+
         # --- namespace and secrets --------------------------------------------------------
-        self.namespace_resource = k8s_resources.register(
+        self.namespace_resource = register(
             manifests.namespace(ns), pulumi.ResourceOptions(parent=self, provider=self.provider, depends_on=all_addons))
         in_ns = pulumi.ResourceOptions(parent=self, provider=self.provider,
                                        depends_on=[self.namespace_resource, *all_addons])
         secret_data = pulumi.Output.all(args.api_key, args.hf_token).apply(
             lambda v: {k: s for k, s in (("api-key", v[0]), ("hf-token", v[1])) if s})
+        secret_prefix = ns if prefix is None else f"{prefix}-{ns}"
         self.secret = k8s.core.v1.Secret(
-            f"{ns}-secret-{names.SECRET_NAME}",
+            f"{secret_prefix}-secret-{names.SECRET_NAME}",
             metadata={"name": names.SECRET_NAME, "namespace": ns, "labels": dict(names.PART_OF)},
             type="Opaque", string_data=pulumi.Output.secret(secret_data), opts=in_ns)
+        # The model router's accepted keys, as SHA-256 digests in an nginx include
+        # (model_router.auth_include), in their own Secret: mounted read-only into the router
+        # pods only, never in the ConfigMap or in Git. Its digest on the pod template rolls the
+        # router when the keys change (Pulumi mode; GitOps manifests cannot carry it).
+        self.router_auth: Optional[k8s.core.v1.Secret] = None
+        auth_sha256: Optional[pulumi.Output[str]] = None
+        if router.auth_enabled(stack):
+            include = pulumi.Output.from_input(args.api_key).apply(
+                lambda key: router.auth_secret_data([key] if key else [])[router.AUTH_KEY])
+            self.router_auth = k8s.core.v1.Secret(
+                f"{secret_prefix}-secret-{router.AUTH_SECRET}",
+                metadata={"name": router.AUTH_SECRET, "namespace": ns, "labels": router.labels()},
+                type="Opaque", string_data=pulumi.Output.secret(include.apply(lambda t: {router.AUTH_KEY: t})),
+                opts=in_ns)
+            if plat.gitops is None:
+                # A digest of digests: nothing to keep secret, and it must show in the diff.
+                auth_sha256 = pulumi.Output.unsecret(include.apply(router.auth_checksum))
 
         # --- workloads ----------------------------------------------------------------------
-        workloads = workload_manifests(stack, ns)
+        workloads = workload_manifests(stack, ns, args.serving, auth_sha256)
         scaled = autoscaling.scaled_objects(stack, ns)
-        observed = monitoring.monitoring_manifests(stack, ns) if stack.spec.monitoring.enabled else []
+        observed = monitoring_manifests(stack, ns, args.serving) if stack.spec.monitoring.enabled else []
         self.resources: list[pulumi.Resource] = []
         if plat.gitops is not None:
             # GitOps: Argo CD applies the workloads from Git; Pulumi owns what must not be in
@@ -132,22 +224,29 @@ class MediumTier(pulumi.ComponentResource):
             for i, doc in enumerate(workloads + scaled + observed):
                 meta = doc["metadata"]
                 self.artifacts[f"gitops/{i:03d}-{doc['kind'].lower()}-{meta['name']}.yaml"] = yaml.safe_dump(doc, sort_keys=False)
-            self.application = k8s_resources.register(gitops.application(stack, args.stack_name, ns), in_ns)
+            self.application = register(gitops.application(stack, args.stack_name, ns), in_ns)
             self.resources.append(self.application)
         else:
             scalable = ("Deployment", "LeaderWorkerSet")
             deployments: dict[tuple[str, str], pulumi.Resource] = {}
+            model_services: list[pulumi.Resource] = []
             for doc in workloads:
                 autoscaled = doc["kind"] in scalable and any(
                     (s["spec"]["scaleTargetRef"]["kind"], s["spec"]["scaleTargetRef"]["name"])
                     == (doc["kind"], doc["metadata"]["name"]) for s in scaled)
                 deps: list[pulumi.Resource] = [self.secret]
+                if doc["kind"] == "Deployment" and doc["metadata"]["name"] == router.ROUTER_NAME:
+                    # nginx resolves its upstreams (the models' Services) at start and needs
+                    # the key digests: both exist before the router's pods.
+                    deps += model_services + ([self.router_auth] if self.router_auth is not None else [])
                 if doc["kind"] == "LeaderWorkerSet" and "lws" in self.releases:
                     deps.append(self.releases["lws"])  # the CRD and its webhook (explicit, too)
                 # KEDA owns the replica count of autoscaled workloads; Pulumi must not reset it.
                 opts = pulumi.ResourceOptions.merge(in_ns, pulumi.ResourceOptions(
                     depends_on=deps, ignore_changes=["spec.replicas"] if autoscaled else None))
-                resource = k8s_resources.register(doc, opts)
+                resource = register(doc, opts)
+                if doc["kind"] == "Service" and doc["metadata"]["name"] != router.ROUTER_NAME:
+                    model_services.append(resource)
                 if doc["kind"] in scalable:
                     deployments[(doc["kind"], doc["metadata"]["name"])] = resource
                 self.resources.append(resource)
@@ -156,13 +255,15 @@ class MediumTier(pulumi.ComponentResource):
                 deps = [deployments[(target["kind"], target["name"])]]
                 if "keda" in self.releases:
                     deps.append(self.releases["keda"])
-                self.resources.append(k8s_resources.register(doc, pulumi.ResourceOptions.merge(
+                self.resources.append(register(doc, pulumi.ResourceOptions.merge(
                     in_ns, pulumi.ResourceOptions(depends_on=deps))))
             for doc in observed:
-                self.resources.append(k8s_resources.register(doc, in_ns))
+                self.resources.append(register(doc, in_ns))
 
         self.namespace = ns
         self.services = {m.served_model_name: f"{names.workload(m.name)}.{ns}.svc:8000" for m in stack.models}
+        self.canary_services = {c.model: f"{names.workload(c.model + CANARY_SUFFIX)}.{ns}.svc:8000"
+                                for c in args.serving.canaries}
         tls = stack.spec.security.tls
         host = tls.hostname or "<ingress address>"
         self.endpoint = f"{'https' if tls.enabled else 'http'}://{host}/v1"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from components.medium import efa, multinode
 from components.medium.multinode import LEADER, SINGLE, WORKER
+from components.medium.options import CANARY, DEFAULT, STABLE, TRACK_LABEL, ServingOptions, canary_model
 from components.medium.names import (
     APP_LABEL, COMPONENT_LABEL, EFA_RESOURCE, GPU_PRODUCT_LABEL, GPU_RESOURCE, MODEL_LABEL, PART_OF, ROLE_LABEL,
     LWS_API_VERSION, SECRET_NAME, group_set, workload,
@@ -46,8 +47,19 @@ WORKER_CHECKOV_SKIPS = {
 EKS_STORAGE_CLASS = "gp3"
 
 
-def labels(model: ResolvedModel) -> dict[str, str]:
-    return {APP_LABEL: workload(model.name), COMPONENT_LABEL: "vllm", MODEL_LABEL: model.name, **PART_OF}
+def labels(model: ResolvedModel, model_label: str | None = None) -> dict[str, str]:
+    """`model_label`: the model whose series these are (a canary's is its stable model's)."""
+    return {APP_LABEL: workload(model.name), COMPONENT_LABEL: "vllm", MODEL_LABEL: model_label or model.name, **PART_OF}
+
+
+def pod_labels(model: ResolvedModel, options: ServingOptions = DEFAULT, model_label: str | None = None,
+               track: str | None = None) -> dict[str, str]:
+    """The pod template's labels: the model's, the caller's (a region), and with a canary the
+    track (`canary`/`stable`) the ServiceMonitor turns into the series label the gates select."""
+    out = {**labels(model, model_label), **options.labels}
+    if track:
+        out[TRACK_LABEL] = track
+    return out
 
 
 def selector(model: ResolvedModel) -> dict[str, str]:
@@ -132,12 +144,17 @@ def shm_size(model: ResolvedModel) -> str:
     return f"{max(8, 2 * model.gpus_per_node)}Gi"
 
 
-def container(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE) -> dict:
+def container(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE, options: ServingOptions = DEFAULT) -> dict:
     """The vLLM container of one pod. `role`: SINGLE (a whole replica, Deployment), LEADER (node
     rank 0 of a multi-node replica: the API server, probes, Service) or WORKER (ranks 1.., headless:
     no API server, so no HTTP probes; a dead worker process exits the container, and the group is
     recreated by RecreateGroupOnPodRestart)."""
     args = vllm_serve_args(model, VLLM_PORT)
+    env = _env(model, stack, role)
+    if options.model_source is not None:
+        # This model's own revision from the bucket (a canary's is its own prefix).
+        args = options.model_source.args(model, args)
+        env.append({"name": "AWS_REGION", "value": options.model_source.aws_region})
     if role != SINGLE:
         args += multinode.launch_args(model, role)
     c = {
@@ -146,7 +163,7 @@ def container(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE) ->
         "imagePullPolicy": "IfNotPresent",
         "command": ["vllm", "serve"],
         "args": args,
-        "env": _env(model, stack, role),
+        "env": env,
         "ports": [{"name": "http", "containerPort": VLLM_PORT, "protocol": "TCP"}],
         "resources": _gpu_resources(model, stack),
         "startupProbe": {
@@ -178,14 +195,14 @@ def container(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE) ->
     return c
 
 
-def pod_spec(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE) -> dict:
-    spec = {
+def pod_spec(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE, options: ServingOptions = DEFAULT) -> dict:
+    spec: dict = {
         "automountServiceAccountToken": False,
         "terminationGracePeriodSeconds": probes.TERMINATION_GRACE_S,
         "securityContext": {"runAsNonRoot": True, "fsGroup": RUN_AS_ID, "seccompProfile": {"type": "RuntimeDefault"}},
         "nodeSelector": {GPU_PRODUCT_LABEL: stack.gpu.product_label},
         "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],
-        "containers": [container(model, stack, role)],
+        "containers": [container(model, stack, role, options)],
         "volumes": [
             {"name": "shm", "emptyDir": {"medium": "Memory", "sizeLimit": shm_size(model)}},
             _cache_volume(model, stack),
@@ -196,29 +213,33 @@ def pod_spec(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE) -> 
     }
     if role != SINGLE:
         spec["affinity"] = multinode.spread(model, stack)
+    if options.model_source is not None:
+        spec["serviceAccountName"] = options.model_source.service_account
     return spec
 
 
-def deployment(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
+def deployment(model: ResolvedModel, stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT,
+               model_label: str | None = None, track: str | None = None) -> dict:
     """A single-node model: one pod per replica holding all its GPUs (TP x PP on one node)."""
     assert not model.multi_node, f"{model.name} spans nodes: it renders as a LeaderWorkerSet"
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": workload(model.name), "namespace": ns, "labels": labels(model),
+        "metadata": {"name": workload(model.name), "namespace": ns, "labels": labels(model, model_label),
                      "annotations": dict(CHECKOV_SKIPS)},
         "spec": {
             "replicas": model.replicas,
             "selector": {"matchLabels": selector(model)},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": model.spec.max_surge}},
             "template": {
-                "metadata": {"labels": labels(model)},
-                "spec": pod_spec(model, stack),
+                "metadata": {"labels": pod_labels(model, options, model_label, track)},
+                "spec": pod_spec(model, stack, SINGLE, options),
             },
         },
     }
 
 
-def leader_worker_set(model: ResolvedModel, stack: ResolvedStack, ns: str) -> dict:
+def leader_worker_set(model: ResolvedModel, stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT,
+                      model_label: str | None = None, track: str | None = None) -> dict:
     """A multi-node model: one LeaderWorkerSet group per replica (kubernetes-sigs/lws v0.9.0).
 
     - size = model.nodes_per_replica; leader and workers each request model.gpus_per_node GPUs.
@@ -230,17 +251,17 @@ def leader_worker_set(model: ResolvedModel, stack: ResolvedStack, ns: str) -> di
       groups; a surge group needs nodes_per_replica free nodes.
     """
     assert model.multi_node, f"{model.name} fits one node: it renders as a Deployment"
-    group_labels = {**labels(model)}
+    group_labels = pod_labels(model, options, model_label, track)
 
     def template(role: str) -> dict:
         meta: dict = {"labels": {**group_labels, ROLE_LABEL: role}}
         if role == WORKER:
             meta["annotations"] = dict(WORKER_CHECKOV_SKIPS)
-        return {"metadata": meta, "spec": pod_spec(model, stack, role)}
+        return {"metadata": meta, "spec": pod_spec(model, stack, role, options)}
 
     return {
         "apiVersion": LWS_API_VERSION, "kind": "LeaderWorkerSet",
-        "metadata": {"name": group_set(model.name), "namespace": ns, "labels": labels(model),
+        "metadata": {"name": group_set(model.name), "namespace": ns, "labels": labels(model, model_label),
                      "annotations": dict(CHECKOV_SKIPS)},
         "spec": {
             "replicas": model.replicas,
@@ -257,15 +278,15 @@ def leader_worker_set(model: ResolvedModel, stack: ResolvedStack, ns: str) -> di
     }
 
 
-def service(model: ResolvedModel, ns: str) -> dict:
+def service(model: ResolvedModel, ns: str, model_label: str | None = None) -> dict:
     return {
         "apiVersion": "v1", "kind": "Service",
-        "metadata": {"name": f"vllm-{model.name}", "namespace": ns, "labels": labels(model)},
+        "metadata": {"name": f"vllm-{model.name}", "namespace": ns, "labels": labels(model, model_label)},
         "spec": {"selector": selector(model), "ports": [{"name": "http", "port": VLLM_PORT, "targetPort": "http", "protocol": "TCP"}]},
     }
 
 
-def pod_disruption_budget(model: ResolvedModel, ns: str) -> dict:
+def pod_disruption_budget(model: ResolvedModel, ns: str, model_label: str | None = None) -> dict:
     """At most one replica voluntarily disrupted at a time (node drains, upgrades).
 
     For a LeaderWorkerSet the PDB selects the leaders: one leader per group, so maxUnavailable 1
@@ -275,12 +296,34 @@ def pod_disruption_budget(model: ResolvedModel, ns: str) -> dict:
     at the configured count but block every drain while KEDA has scaled the set down to it."""
     return {
         "apiVersion": "policy/v1", "kind": "PodDisruptionBudget",
-        "metadata": {"name": f"vllm-{model.name}", "namespace": ns, "labels": labels(model)},
+        "metadata": {"name": f"vllm-{model.name}", "namespace": ns, "labels": labels(model, model_label)},
         "spec": {"maxUnavailable": 1, "selector": {"matchLabels": selector(model)}},
     }
 
 
-def model_manifests(model: ResolvedModel, stack: ResolvedStack, ns: str) -> list[dict]:
+def _serving(model: ResolvedModel, stack: ResolvedStack, ns: str, options: ServingOptions,
+             model_label: str | None, track: str | None) -> list[dict]:
     docs = [model_cache_pvc(model, stack, ns)] if stack.shared_model_cache else []
-    workload_doc = leader_worker_set(model, stack, ns) if model.multi_node else deployment(model, stack, ns)
-    return docs + [workload_doc, service(model, ns), pod_disruption_budget(model, ns)]
+    if model.multi_node:
+        workload_doc = leader_worker_set(model, stack, ns, options, model_label, track)
+    else:
+        workload_doc = deployment(model, stack, ns, options, model_label, track)
+    return docs + [workload_doc, service(model, ns, model_label), pod_disruption_budget(model, ns, model_label)]
+
+
+def serving_models(model: ResolvedModel, options: ServingOptions = DEFAULT) -> list[tuple[ResolvedModel, str | None]]:
+    """The workloads serving `model`: itself, and its canary revision if it has one, each with
+    its track label (None without a canary)."""
+    canary = options.canary_for(model.name)
+    if canary is None:
+        return [(model, None)]
+    return [(model, STABLE), (canary_model(model, canary), CANARY)]
+
+
+def model_manifests(model: ResolvedModel, stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT) -> list[dict]:
+    """The model's workload, Service and PDB (and cache PVC); with a canary, the same for the
+    canary revision, whose pods carry the stable model's `model` label and `track: canary`."""
+    docs: list[dict] = []
+    for m, track in serving_models(model, options):
+        docs += _serving(m, stack, ns, options, model.name if m is not model else None, track)
+    return docs

@@ -1,22 +1,28 @@
 """The model router: one base URL for every model on Kubernetes.
 
-The Ingress / HTTPRoute sends `/` here; the router reads the request body's `model` and
+The Ingress / HTTPRoute sends every path here (components/medium/network.py: no route reaches
+a vLLM Service directly); the router authenticates the request, reads the body's `model` and
 proxies to that model's Service, exactly as the Compose gateway does: the same nginx config
 and njs script (components/serving/model_router.py, templates/gateway/), with each model's
-Service as its upstream. `/<model-name>/` path prefixes still go straight to one model's
-Service (components/medium/network.py).
+Service as its upstream. A model with a canary revision (the large tier's `canary`) has both
+Services in its upstream, weighted by the canary's share, so ordinary body-routed OpenAI
+requests are split.
 
 Manifests: a ConfigMap (nginx.conf, model_router.js), a Deployment of the pinned nginx image
-(it ships njs), a Service, a PodDisruptionBudget and the NetworkPolicies that let the ingress
-controller reach the router and the router reach the vLLM pods (and nothing else).
+(it ships njs) that mounts the accepted-key digests from a Secret (AUTH_SECRET, created by
+the component: its content derives from the stack's apiKey secret, so it is never in a
+ConfigMap or in Git), a Service, a PodDisruptionBudget and the NetworkPolicies that let the
+ingress controller reach the router and the router reach the vLLM pods (and nothing else).
 """
 
 from __future__ import annotations
 
 import hashlib
+from typing import Any, Optional
 
 from components.medium.names import APP_LABEL, COMPONENT_LABEL, PART_OF, workload
-from components.medium.manifests import restricted_container_security
+from components.medium.manifests import RUN_AS_ID, restricted_container_security
+from components.medium.options import CANARY_SUFFIX, DEFAULT, ServingOptions
 from components.serving import model_router, probes, versions
 from components.serving.vllm_args import VLLM_PORT
 from components.spec import ResolvedStack
@@ -26,6 +32,14 @@ ROUTER_PORT = VLLM_PORT  # clients see the same port whichever way they come in
 STATUS_PORT = 8081
 REPLICAS = 2
 CONFIG_DIR = "/etc/nginx/tierscale"
+# The accepted keys' SHA-256 digests (model_router.auth_include), from a Secret, read-only.
+AUTH_SECRET = f"{ROUTER_NAME}-auth"
+AUTH_KEY = "auth.conf"
+AUTH_DIR = "/etc/nginx/tierscale-auth"
+AUTH_FILE = f"{AUTH_DIR}/{AUTH_KEY}"
+# The pod template annotation carrying the digest of the auth include: a changed key set rolls
+# the router pods (nginx reads the include only at start).
+AUTH_CHECKSUM_ANNOTATION = "tierscale.dev/auth-sha256"
 NS_NAME_LABEL = "kubernetes.io/metadata.name"
 CHECKOV_SKIPS = {
     "checkov.io/skip1": "CKV_K8S_43=Images are pinned by version tag; digests need registry access at render time",
@@ -45,29 +59,69 @@ def service_address(model_name: str, ns: str) -> str:
     return f"{workload(model_name)}.{ns}.svc.cluster.local:{VLLM_PORT}"
 
 
+def upstreams(stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT
+              ) -> tuple[dict[str, list[str]], dict[str, list[int]]]:
+    """(servers, weights) per model: its Service, and with a router-split canary also the
+    canary's Service, weighted stable 100-w : canary w (nginx weighted round robin)."""
+    servers: dict[str, list[str]] = {}
+    weights: dict[str, list[int]] = {}
+    for m in stack.models:
+        servers[m.name] = [service_address(m.name, ns)]
+        canary = options.canary_for(m.name)
+        if canary is not None and options.canary_split == "router":
+            servers[m.name].append(service_address(m.name + CANARY_SUFFIX, ns))
+            weights[m.name] = [100 - canary.weight, canary.weight]
+    return servers, weights
+
+
+def auth_enabled(stack: ResolvedStack) -> bool:
+    return bool(stack.spec.security.api_auth)
+
+
 def nginx_conf(stack: ResolvedStack, ns: str, servers: dict[str, list[str]] | None = None, *,
+               weights: dict[str, list[int]] | None = None, options: ServingOptions = DEFAULT,
                listen: str = str(ROUTER_PORT), status_listen: str = str(STATUS_PORT),
-               js_path: str = f"{CONFIG_DIR}/{model_router.JS_FILE}", pid_path: str = "/tmp/nginx.pid",
-               error_log: str = "stderr", access_log: str = "/dev/stdout", temp_dir: str = "/tmp") -> str:
-    """The router's nginx.conf: each model's Service as its upstream. The keyword arguments
-    let tests run the same file on 127.0.0.1."""
-    servers = servers or {m.name: [service_address(m.name, ns)] for m in stack.models}
+               js_path: str = f"{CONFIG_DIR}/{model_router.JS_FILE}", auth_file: str = AUTH_FILE,
+               pid_path: str = "/tmp/nginx.pid", error_log: str = "stderr", access_log: str = "/dev/stdout",
+               temp_dir: str = "/tmp") -> str:
+    """The router's nginx.conf: each model's Service (and canary Service) as its upstream. The
+    keyword arguments let tests run the same file on 127.0.0.1."""
+    if servers is None:
+        servers, weights = upstreams(stack, ns, options)
+    extra: dict[str, Any] = {}
+    if weights:
+        extra["weights_by_model"] = weights
+    if auth_enabled(stack):
+        extra["auth_file"] = auth_file
     return model_router.nginx_conf(
         stack, ns, servers, role="Kubernetes model router", listen=listen, status_listen=status_listen,
         js_path=js_path, pid_path=pid_path, error_log=error_log, access_log=access_log, temp_dir=temp_dir,
-        tls={"enabled": False}, tls_dir="", worker_processes="2",
+        tls={"enabled": False}, tls_dir="", worker_processes="2", **extra,
     )
 
 
-def config_map(stack: ResolvedStack, ns: str) -> dict:
+def config_map(stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT) -> dict:
     return {
         "apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": ROUTER_NAME, "namespace": ns, "labels": labels()},
-        "data": {"nginx.conf": nginx_conf(stack, ns), model_router.JS_FILE: model_router.router_js()},
+        "data": {"nginx.conf": nginx_conf(stack, ns, options=options), model_router.JS_FILE: model_router.router_js()},
     }
 
 
-def deployment(stack: ResolvedStack, ns: str, config: dict) -> dict:
+def auth_secret_data(api_keys: list[str]) -> dict[str, str]:
+    """The router's auth Secret data: the include of the accepted keys' digests (no key in
+    plaintext; model_router.auth_include)."""
+    return {AUTH_KEY: model_router.auth_include(api_keys)}
+
+
+def auth_checksum(include: str) -> str:
+    return hashlib.sha256(include.encode()).hexdigest()
+
+
+def deployment(stack: ResolvedStack, ns: str, config: dict, auth_sha256: Optional[Any] = None) -> dict:
+    """`auth_sha256`: the digest of the auth include (a Pulumi Output where the component
+    registers the Deployment), put on the pod template so a key change rolls the pods. GitOps
+    manifests go without it (Git never depends on a secret): rotate with a rollout restart."""
     # A config change rolls the pods (a ConfigMap update alone would not reach nginx).
     checksum = hashlib.sha256("".join(config["data"][k] for k in sorted(config["data"])).encode()).hexdigest()
     health = {"httpGet": {"path": "/gateway/health", "port": "status"}, "timeoutSeconds": 2}
@@ -90,6 +144,16 @@ def deployment(stack: ResolvedStack, ns: str, config: dict) -> dict:
         "volumeMounts": [{"name": "config", "mountPath": CONFIG_DIR, "readOnly": True},
                          {"name": "tmp", "mountPath": "/tmp"}],
     }
+    volumes: list[dict] = [{"name": "config", "configMap": {"name": ROUTER_NAME}},
+                           {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}]
+    annotations = {"tierscale.dev/config-sha256": checksum}
+    if auth_enabled(stack):
+        container["volumeMounts"].append({"name": "auth", "mountPath": AUTH_DIR, "readOnly": True})
+        # Not optional: without the digests nginx would not start (fail closed).
+        volumes.append({"name": "auth", "secret": {"secretName": AUTH_SECRET, "defaultMode": 0o440,
+                                                    "items": [{"key": AUTH_KEY, "path": AUTH_KEY}]}})
+        if auth_sha256 is not None:
+            annotations[AUTH_CHECKSUM_ANNOTATION] = auth_sha256
     return {
         "apiVersion": "apps/v1", "kind": "Deployment",
         "metadata": {"name": ROUTER_NAME, "namespace": ns, "labels": labels(), "annotations": dict(CHECKOV_SKIPS)},
@@ -98,18 +162,19 @@ def deployment(stack: ResolvedStack, ns: str, config: dict) -> dict:
             "selector": {"matchLabels": selector()},
             "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
             "template": {
-                "metadata": {"labels": labels(), "annotations": {"tierscale.dev/config-sha256": checksum}},
+                "metadata": {"labels": labels(), "annotations": annotations},
                 "spec": {
                     "automountServiceAccountToken": False,
                     "terminationGracePeriodSeconds": stack.spec.gateway.read_timeout_s + 15,
-                    "securityContext": {"runAsNonRoot": True, "seccompProfile": {"type": "RuntimeDefault"}},
+                    # fsGroup: the auth Secret's files (0440) are the nginx user's group.
+                    "securityContext": {"runAsNonRoot": True, "fsGroup": RUN_AS_ID,
+                                        "seccompProfile": {"type": "RuntimeDefault"}},
                     # One router per node where possible: losing a node never takes both.
                     "topologySpreadConstraints": [{"maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
                                                    "whenUnsatisfiable": "ScheduleAnyway",
                                                    "labelSelector": {"matchLabels": selector()}}],
                     "containers": [container],
-                    "volumes": [{"name": "config", "configMap": {"name": ROUTER_NAME}},
-                                {"name": "tmp", "emptyDir": {"sizeLimit": "1Gi"}}],
+                    "volumes": volumes,
                 },
             },
         },
@@ -161,6 +226,8 @@ def network_policies(stack: ResolvedStack, ns: str) -> list[dict]:
     ]
 
 
-def router_manifests(stack: ResolvedStack, ns: str) -> list[dict]:
-    config = config_map(stack, ns)
-    return [*network_policies(stack, ns), config, deployment(stack, ns, config), service(ns), pod_disruption_budget(ns)]
+def router_manifests(stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT,
+                     auth_sha256: Optional[Any] = None) -> list[dict]:
+    config = config_map(stack, ns, options)
+    return [*network_policies(stack, ns), config, deployment(stack, ns, config, auth_sha256), service(ns),
+            pod_disruption_budget(ns)]

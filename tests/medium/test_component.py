@@ -76,7 +76,15 @@ def test_existing_cluster_mode(medium):
     assert counts["kubernetes:core/v1:PersistentVolumeClaim"] == 2  # shared RWX caches off EKS
     gpu_operator = next(r for r in of_type(result, "kubernetes:helm.sh/v3:Release") if r.inputs["chart"] == "gpu-operator")
     assert gpu_operator.inputs["values"]["driver"]["enabled"] is True
-    assert one(result, "kubernetes:core/v1:Secret").inputs["stringData"] == "[secret]"
+    secrets = {r.inputs["metadata"]["name"]: r for r in of_type(result, "kubernetes:core/v1:Secret")}
+    assert set(secrets) == {"tierscale-secrets", "tierscale-model-router-auth"}
+    assert all(s.inputs["stringData"] == "[secret]" for s in secrets.values())
+    # The router starts after the key digests and the models' Services it resolves exist.
+    (router,) = [d for d in of_type(result, "kubernetes:apps/v1:Deployment")
+                 if d.inputs["metadata"]["name"] == "tierscale-model-router"]
+    services = {r.urn for r in of_type(result, "kubernetes:core/v1:Service")
+                if r.inputs["metadata"]["name"].startswith("vllm-")}
+    assert len(services) == 2 and services | {secrets["tierscale-model-router-auth"].urn} <= set(router.dependencies)
     assert result.outputs["endpoint"] == "https://llm.example.com/v1"
     assert result.outputs["grafanaAdminPassword"] == "[secret]"
 
@@ -133,7 +141,8 @@ def test_gitops_mode_applies_the_application_not_the_workloads(medium):
     # every sync would apply Git's replicas over KEDA's.
     assert {"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]} in app.inputs["spec"]["ignoreDifferences"]
     assert "RespectIgnoreDifferences=true" in app.inputs["spec"]["syncPolicy"]["syncOptions"]
-    one(result, "kubernetes:core/v1:Secret")  # secrets stay with Pulumi, never in Git
+    # Secrets (the router's key digests too) stay with Pulumi, never in Git.
+    assert len(of_type(result, "kubernetes:core/v1:Secret")) == 2
     files = sorted(p.name for p in (result.out_dir / "gitops").glob("*.yaml"))
     kinds = Counter(name.split("-")[1] for name in files)
     # Two models and the model router.

@@ -104,7 +104,8 @@ def test_every_promql_expression_parses_and_uses_listed_metrics(medium, name):
 def test_network_policies_default_deny_with_explicit_allows(medium, name):
     policies = {p["metadata"]["name"]: p["spec"] for p in of_kind(medium[name], "NetworkPolicy")}
     assert policies["default-deny"] == {"podSelector": {}, "policyTypes": ["Ingress", "Egress"]}
-    assert {"allow-gateway-to-vllm", "allow-prometheus-to-vllm", "allow-dns-egress", "allow-model-download-egress"} <= set(policies)
+    assert {"allow-prometheus-to-vllm", "allow-dns-egress", "allow-model-download-egress"} <= set(policies)
+    assert "allow-gateway-to-vllm" not in policies  # the ingress controller reaches the router only
     assert policies["allow-dns-egress"]["egress"][0]["ports"] == [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]
     assert policies["allow-prometheus-to-vllm"]["ingress"][0]["ports"] == [{"protocol": "TCP", "port": 8000}]
 
@@ -116,3 +117,83 @@ def test_ingress_terminates_tls_and_streams(medium):
     assert ann["nginx.ingress.kubernetes.io/proxy-buffering"] == "off"
     assert ann["cert-manager.io/cluster-issuer"] == "letsencrypt-prod"
     assert int(ann["nginx.ingress.kubernetes.io/proxy-read-timeout"]) >= 600
+
+
+# --- who may open a connection to a vLLM pod -------------------------------------------------
+# A NetworkPolicy evaluator over the rendered policies (networking.k8s.io/v1 semantics: a pod
+# selected by any Ingress policy accepts exactly the union of those policies' rules; a peer
+# with only podSelector means pods of the policy's namespace; an empty `from` or no `from`
+# means everyone).
+
+
+def _matches(selector: dict, labels: dict) -> bool:
+    if any(labels.get(k) != v for k, v in selector.get("matchLabels", {}).items()):
+        return False
+    for e in selector.get("matchExpressions", []):
+        present, value = e["key"] in labels, labels.get(e["key"])
+        op = e["operator"]
+        if (op == "In" and value not in e["values"]) or (op == "NotIn" and present and value in e["values"]) \
+                or (op == "Exists" and not present) or (op == "DoesNotExist" and present):
+            return False
+    return True
+
+
+def _pod_templates(result) -> list[tuple[str, dict]]:
+    """(name, labels) of every vLLM pod template (Deployments, LWS leaders and workers)."""
+    out = []
+    for d in docs(result):
+        if d["kind"] == "Deployment" and d["metadata"]["labels"].get("app.kubernetes.io/component") == "vllm":
+            out.append((d["metadata"]["name"], d["spec"]["template"]["metadata"]["labels"]))
+        elif d["kind"] == "LeaderWorkerSet":
+            lws = {"leaderworkerset.sigs.k8s.io/name": d["metadata"]["name"]}  # set by the LWS controller
+            for role in ("leaderTemplate", "workerTemplate"):
+                labels = d["spec"]["leaderWorkerTemplate"][role]["metadata"]["labels"]
+                out.append((f"{d['metadata']['name']}/{role}", {**labels, **lws}))
+    return out
+
+
+def allowed_peers(result, pod_labels: dict) -> list[dict]:
+    """Every ingress peer (with its ports) the rendered policies allow to reach these pods."""
+    ns = result.stack.spec.target.namespace
+    peers = []
+    for p in of_kind(result, "NetworkPolicy"):
+        spec = p["spec"]
+        if "Ingress" not in spec.get("policyTypes", ["Ingress"]) or not _matches(spec["podSelector"], pod_labels):
+            continue
+        for rule in spec.get("ingress", []):
+            for peer in rule.get("from") or [{"everyone": True}]:
+                peers.append({**peer, "ports": rule.get("ports"), "policy": p["metadata"]["name"], "ns": ns})
+    return peers
+
+
+def _peer_is(peer: dict, kind: str, pod_labels: dict) -> bool:
+    from components.medium import router
+    from components.medium.names import LWS_NAME_LABEL, MONITORING_NAMESPACE
+
+    if kind == "router":
+        return set(peer) - {"ports", "policy", "ns"} == {"podSelector"} and peer["podSelector"] == {"matchLabels": router.selector()}
+    if kind == "prometheus":
+        return peer.get("namespaceSelector") == {"matchLabels": {"kubernetes.io/metadata.name": MONITORING_NAMESPACE}} \
+            and peer.get("podSelector") == {"matchLabels": {"app.kubernetes.io/name": "prometheus"}}
+    if kind == "group":  # the pods of the same LeaderWorkerSet, and only those
+        return set(peer) - {"ports", "policy", "ns"} == {"podSelector"} and LWS_NAME_LABEL in pod_labels and \
+            peer["podSelector"] == {"matchLabels": {LWS_NAME_LABEL: pod_labels[LWS_NAME_LABEL]}}
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("name", STACKS + ["medium-405b", "medium-405b-gitops"])
+def test_vllm_pods_accept_only_the_router_prometheus_and_their_group(medium, name):
+    """Issue 18 item 1: no path reaches a vLLM pod but through the model router (Prometheus
+    scrapes; a multi-node group talks to itself). Fails if the ingress controller's namespace,
+    another namespace or any pod may connect."""
+    result = medium[name]
+    templates = _pod_templates(result)
+    assert templates
+    for pod, labels in templates:
+        peers = allowed_peers(result, labels)
+        assert peers, f"{pod}: not selected by any ingress policy (default-deny must still cover it)"
+        for peer in peers:
+            assert any(_peer_is(peer, k, labels) for k in ("router", "prometheus", "group")), (pod, peer)
+            if not _peer_is(peer, "group", labels):
+                assert peer["ports"] == [{"protocol": "TCP", "port": 8000}], (pod, peer)
+
