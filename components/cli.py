@@ -266,6 +266,23 @@ migrate_app = typer.Typer(no_args_is_help=True, help="Move a deployment between 
 app.add_typer(migrate_app, name="migrate")
 
 
+def _check_migration_pair(source: str, src, destination: str, dst, accept: Optional[list[str]], command: str,
+                          in_place: bool = False) -> None:
+    """components/migration/pair.py: refuse (exit 2, the key and both values) or warn."""
+    from components.migration.pair import accept_values, check_pair
+    from components.spec import Problem
+
+    try:
+        accepted = accept_values(accept)
+    except ValueError as e:
+        _fail_spec(SpecError([Problem("--accept", str(e).removeprefix("--accept: "))], command))
+    result = check_pair(source, src, destination, dst, accepted, in_place=in_place)
+    for warning in result.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    if result.errors:
+        _fail_spec(SpecError(result.problems(), f"{command} {source} -> {destination}"))
+
+
 @migrate_app.command("plan")
 def migrate_plan(
     source: str = typer.Option(..., "--from", help="Source stack (what serves today)"),
@@ -274,9 +291,13 @@ def migrate_plan(
     as_json: bool = typer.Option(False, "--json", help="Machine-readable plan (stable keys)"),
     rollout_out: Optional[Path] = typer.Option(None, "--rollout-out", help="Model upgrade on medium: write Argo Rollouts "
                                                "Rollout + AnalysisTemplate (the same gates) to this directory"),
+    accept: Optional[list[str]] = typer.Option(None, "--accept", help="Migrate although clients lose something: "
+                                               "removed-model | context | capacity (repeatable)"),
     stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
 ) -> None:
-    """Explain a move between two stacks: what changes, the strategy, traffic steps and SLO gates."""
+    """Explain a move between two stacks: what changes, the strategy, traffic steps and SLO gates.
+    Exit 2 for a pair that is no migration (the same stack or identical), whose stacks collide, or that
+    loses clients something (a model name, context, capacity) unless --accept names it."""
     from components.migration.plan import STRATEGIES, plan_migration
     from components.spec import Problem
     from components.spec.stack_file import load_stack
@@ -289,6 +310,8 @@ def migrate_plan(
         src, dst = load_stack(source, stacks_dir), load_stack(destination, stacks_dir)
     except SpecError as error:
         _fail_spec(error)
+    _check_migration_pair(source, src, destination, dst, accept, "migrate plan",
+                          in_place=rollout_out is not None or strategy == "rolling")
     result = plan_migration(source, src, destination, dst, strategy)
     if rollout_out is not None:
         from components.migration import rollouts
@@ -377,6 +400,8 @@ def migrate_run(
     data_timeout: float = typer.Option(180.0, "--data-timeout", help="Seconds to wait for Prometheus to see the destination"),
     golden_file: Optional[Path] = typer.Option(None, "--golden", help="Golden prompts (JSON lines) for a weights/quantization "
                                                "change (default benchmarks/golden/prompts.jsonl)"),
+    accept: Optional[list[str]] = typer.Option(None, "--accept", help="Migrate although clients lose something: "
+                                               "removed-model | context | capacity (repeatable)"),
     stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
 ) -> None:
     """Execute the plan: bring DST up, warm it, shift traffic step by step under the SLO gates, roll back on failure.
@@ -440,6 +465,8 @@ def migrate_run(
             plan_json["golden"] = golden_plan(src, dst, load_golden_prompts(golden_file))
         except (OSError, ValueError, KeyError) as e:
             fail(f"--golden {golden_file or 'benchmarks/golden/prompts.jsonl'}: {e!r}")
+        # Never in place: the run's split needs both stacks serving side by side.
+        _check_migration_pair(source, src, destination, dst, accept, "migrate run")
         for warning in result.warnings:
             if warning.startswith("fallback needs a fallback endpoint") and (
                     settings.get("fallback_servers") or settings.get("fallback_service")):

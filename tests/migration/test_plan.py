@@ -10,7 +10,8 @@ from tests.conftest import run_cli
 
 
 def plan_json(*extra: str) -> dict:
-    proc = run_cli("migrate", "plan", "--from", "small-dev", "--to", "medium-prod", "--json", *extra)
+    proc = run_cli("migrate", "plan", "--from", "small-dev", "--to", "medium-prod", "--json", "--accept", "removed-model",
+                   *extra)
     assert proc.returncode == 0, proc.stderr
     return json.loads(proc.stdout)
 

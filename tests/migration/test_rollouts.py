@@ -171,6 +171,7 @@ def test_cli_rollout_out_writes_on_an_upgrade_and_exits_2_otherwise(tmp_path):
     assert kinds == {"AnalysisTemplate", "Rollout", "ScaledObject", "ServiceMonitor"}
 
     other = tmp_path / "none"
-    proc = run_cli("migrate", "plan", "--from", "small-dev", "--to", "medium-prod", "--rollout-out", str(other))
+    proc = run_cli("migrate", "plan", "--from", "small-dev", "--to", "medium-prod", "--rollout-out", str(other),
+                   "--accept", "removed-model")
     assert proc.returncode == 2 and "--rollout-out" in proc.stderr and "small -> medium" in proc.stderr
     assert not other.exists() and "Traceback" not in proc.stderr

@@ -251,7 +251,7 @@ def test_stack_locks_hold_across_journals_and_name_the_holder(tmp_path):
 
 
 def _cli(*args: str) -> "object":
-    return CliRunner(mix_stderr=False).invoke(app, list(args), catch_exceptions=False)
+    return CliRunner().invoke(app, list(args), catch_exceptions=False)
 
 
 def test_a_second_run_on_the_same_stacks_with_another_journal_exits_2_naming_the_holder(tmp_path):

@@ -201,6 +201,7 @@ class Rig:
         log = open(self.tmp / f"run-{len(self.procs)}.log", "w")
         proc = subprocess.Popen(
             [TIERSCALE, "migrate", "run", "--from", SRC, "--to", DST, "--stacks-dir", str(self.stacks),
+             "--accept", "removed-model",  # qwen-14b stays on the source (the plan warns)
              "--journal", str(self.journal), "--traffic", str(self.traffic), "--driver", "local-stubs",
              "--driver-dir", str(self.driver_dir), "--prometheus", self.prometheus.url,
              "--eval-interval", str(EVAL_S), "--gate-window", WINDOW, "--hold-scale", str(hold_scale),
