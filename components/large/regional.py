@@ -1,161 +1,151 @@
-"""Per-region manifests and the rewrites that turn the medium tier's manifests into a region's.
+"""What the large tier asks of each region's MediumTier, as its arguments (pure functions).
 
-Pure functions over manifest dicts. `RegionContext.rewrite(doc)` is applied to every object the
-region's MediumTier registers (a Pulumi transformation on the spoke) and to the objects this
-tier adds, so Pulumi-applied and Git-rendered manifests are the same:
-  - Deployments stream weights from the regional S3 bucket (vLLM v0.18.0
-    `--load-format runai_streamer` with an s3:// model path, docs.vllm.ai
-    models/extensions/runai_model_streamer; vllm/model_executor/model_loader/
-    runai_streamer_loader.py) with a ServiceAccount whose Pod Identity role reads that bucket;
-  - the HTTPRoute sends `canary.weight`% of a model's path to its canary Service;
-  - ServiceMonitors stamp `region` on every scraped series, and kube-prometheus-stack carries it
-    as an external label (federation, remote write, alerts).
+The hub passes each spoke exactly what it needs (pulumi/examples
+aws-py-hub-and-spoke-network/spoke.py): `region_stack` is the region as a medium-shaped stack
+(its cluster as the target, its namespace, its models with the region's replica bounds and
+placement), `serving_options` the rest (components/medium/options.py):
+  - the region as a label on every vLLM pod and scraped series, and as a Prometheus external
+    label (federation, remote write, alerts);
+  - weights streamed from the regional S3 bucket (vLLM v0.18.0 `--load-format runai_streamer`
+    with an s3:// model path, docs.vllm.ai models/extensions/runai_model_streamer;
+    vllm/model_executor/model_loader/runai_streamer_loader.py) by a ServiceAccount whose Pod
+    Identity role reads that bucket; each revision from its own prefix;
+  - canary revisions: their own Deployments (their own `--revision`, or their own S3 prefix),
+    `canary.weight`% of the model's body-routed requests split by the model router (or by an
+    Istio VirtualService, `canary.routing: virtualservice`).
+Nothing the MediumTier registers is rewritten afterwards.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
-import json
-from dataclasses import dataclass
 from typing import Optional
 
-from components.large import facts
-from components.medium import manifests
+from components.large import facts, sizing
 from components.medium.names import PART_OF, workload
+from components.medium.options import CANARY_SUFFIX, Canary, ModelSource, ServingOptions
 from components.serving.vllm_args import VLLM_PORT
 from components.spec import ResolvedStack
-from components.spec.model import CanarySpec
-from components.spec.resolved import ResolvedModel
+from components.spec.errors import Problem
+from components.spec.model import Autoscaling, CanarySpec, EksTarget, KubernetesTarget, Region, StackSpec
 
 REGION_LABEL = "region"
 MODEL_READER_SA = "tierscale-model-reader"
-CANARY_SUFFIX = "-canary"
 # Retry only what never reached vLLM: a refused connection or a refused HTTP/2 stream. No
 # perTryTimeout: a generation that streams for minutes must never be cut and retried.
 RETRY_ON = "connect-failure,refused-stream"
 
 
-@dataclass(frozen=True)
-class RegionContext:
-    region: str
-    namespace: str
-    stack: ResolvedStack  # the region's medium-shaped stack
-    bucket: Optional[str]  # regional model bucket (None: load from Hugging Face as medium does)
-    prefix: str
-    aws_region: str
-    canary: Optional[CanarySpec]
-
-    def model_uri(self, m: ResolvedModel) -> str:
-        path = f"{self.prefix}/{m.hf_repo}" + (f"/{m.spec.revision}" if m.spec.revision else "")
-        return f"s3://{self.bucket}/{path}"
-
-    def _model_for(self, deployment_name: str) -> Optional[ResolvedModel]:
-        for m in self.stack.models:
-            if deployment_name in (workload(m.name), workload(m.name + CANARY_SUFFIX)):
-                return m
-        return None
-
-    def _deployment(self, doc: dict) -> dict:
-        m = self._model_for(doc["metadata"]["name"])
-        pod = doc["spec"]["template"]["spec"]
-        labels = doc["spec"]["template"]["metadata"].setdefault("labels", {})
-        labels[REGION_LABEL] = self.region
-        if self.bucket is None or m is None:
-            return doc
-        pod["serviceAccountName"] = MODEL_READER_SA
-        for c in pod["containers"]:
-            if c.get("name") != "vllm" or c.get("args", [None])[0] != m.hf_repo:
-                continue
-            args = list(c["args"])
-            if "--revision" in args:
-                k = args.index("--revision")
-                del args[k:k + 2]
-            args[0] = self.model_uri(m)
-            args += ["--load-format", "runai_streamer",
-                     "--model-loader-extra-config", json.dumps({"concurrency": facts.streamer_concurrency()})]
-            c["args"] = args
-            c["env"] = list(c.get("env", [])) + [{"name": "AWS_REGION", "value": self.aws_region}]
-        return doc
-
-    def _route(self, doc: dict) -> dict:
-        if self.canary is None or self.canary.routing != "httproute":
-            return doc
-        weights = {c.name: c.weight for c in self.canary.models if any(m.name == c.name for m in self.stack.models)}
-        for rule in doc["spec"]["rules"]:
-            refs = rule.get("backendRefs", [])
-            if len(refs) == 1:
-                name = next((n for n in weights if refs[0]["name"] == workload(n)), None)
-                if name is not None:
-                    rule["backendRefs"] = [
-                        {**refs[0], "weight": 100 - weights[name]},
-                        {**refs[0], "name": workload(name + CANARY_SUFFIX), "weight": weights[name]}]
-        return doc
-
-    def _service_monitor(self, doc: dict) -> dict:
-        for ep in doc["spec"].get("endpoints", []):
-            ep["relabelings"] = list(ep.get("relabelings", [])) + [
-                {"action": "replace", "targetLabel": REGION_LABEL, "replacement": self.region}]
-        return doc
-
-    def rewrite(self, doc: dict) -> dict:
-        """A copy of `doc` as this region runs it."""
-        doc = copy.deepcopy(doc)
-        kind = doc.get("kind")
-        if kind == "Deployment":
-            return self._deployment(doc)
-        if kind == "HTTPRoute":
-            return self._route(doc)
-        if kind == "ServiceMonitor":
-            return self._service_monitor(doc)
-        return doc
-
-    def prometheus_values(self, values: dict) -> dict:
-        """kube-prometheus-stack values with the region as an external label."""
-        out = dict(values)
-        prom = dict(out.get("prometheus", {}))
-        spec = dict(prom.get("prometheusSpec", {}))
-        spec["externalLabels"] = {**spec.get("externalLabels", {}), REGION_LABEL: self.region}
-        prom["prometheusSpec"] = spec
-        out["prometheus"] = prom
-        return out
+def region_stack(stack: ResolvedStack, region: Region) -> ResolvedStack:
+    """The region as a medium-tier stack: its cluster as the target, the large tier's platform,
+    its models (resolved once, by the resolver) with the region's replica bounds (KEDA) and
+    their placement on its GPU nodes."""
+    spec = stack.spec
+    ns = sizing.namespace(region)
+    if region.cluster == "eks":
+        # GPU nodes come from Karpenter: the managed GPU node group is kept at zero.
+        target = EksTarget.model_validate({
+            "kind": "eks", "region": region.aws_region, "kubernetesVersion": region.kubernetes_version,
+            "vpcCidr": region.vpc_cidr, "availabilityZones": region.availability_zones, "namespace": ns,
+            "gpuNodeGroup": {"instanceType": sizing.instance_types(spec, region)[0], "minSize": 0, "maxSize": 1,
+                             "desiredSize": 0},
+            "systemNodeGroup": region.system_node_group.model_dump(by_alias=True)})
+    else:
+        target = KubernetesTarget.model_validate({
+            "kind": "kubernetes", "kubeconfig": region.kubeconfig, "context": region.context, "namespace": ns,
+            "gpuNodes": region.gpu_nodes, "kubernetesVersion": region.kubernetes_version})
+    models = {m.name: m for m in stack.models}
+    result = sizing.region_placement(spec, region, models, f"target.regions[{region.name}]")
+    placed = []
+    for rm in region.models:
+        m = models[rm.name]
+        scaling = (m.spec.autoscaling or Autoscaling()).model_copy(
+            update={"min_replicas": rm.min_replicas, "max_replicas": rm.max_replicas})
+        mspec = m.spec.model_copy(update={"autoscaling": scaling, "replicas": None})
+        placed.append(dataclasses.replace(m, spec=mspec, replicas=rm.min_replicas, min_replicas=rm.min_replicas,
+                                          max_replicas=rm.max_replicas, placement=tuple(result.for_model(m.name))))
+    rspec = spec.model_copy(update={"tier": "medium", "target": target, "platform": spec.large.platform,
+                                    "models": [m.spec for m in placed]})
+    return ResolvedStack(spec=rspec, gpu=stack.gpu, models=placed, secrets_present=stack.secrets_present,
+                         placement=result)
 
 
-def canary_model(m: ResolvedModel, revision: str, replicas: int) -> ResolvedModel:
-    spec = m.spec.model_copy(update={"revision": revision, "autoscaling": None, "replicas": replicas})
-    return dataclasses.replace(m, spec=spec, name=m.name + CANARY_SUFFIX, replicas=replicas, min_replicas=replicas,
-                               max_replicas=replicas, derived={})
+def canaries(canary: Optional[CanarySpec], rstack: ResolvedStack) -> tuple[Canary, ...]:
+    """The canary revisions of the models this region serves."""
+    if canary is None:
+        return ()
+    served = {m.name for m in rstack.models}
+    return tuple(Canary(c.name, c.revision, c.weight, c.replicas) for c in canary.models if c.name in served)
 
 
-def canary_manifests(ctx: RegionContext) -> list[dict]:
-    """Per canary model here: the medium tier's manifests for a second revision (its own
-    Deployment, Service, PDB), and with `virtualservice` the Istio weights and retries."""
-    if ctx.canary is None:
+def serving_options(region: Region, rstack: ResolvedStack, bucket: Optional[str], prefix: str,
+                    canary: Optional[CanarySpec]) -> ServingOptions:
+    source = None
+    if bucket is not None:
+        source = ModelSource(bucket=bucket, prefix=prefix, aws_region=region.aws_region,
+                             service_account=MODEL_READER_SA, concurrency=facts.streamer_concurrency())
+    split = "virtualservice" if canary is not None and canary.routing == "virtualservice" else "router"
+    return ServingOptions(labels={REGION_LABEL: region.name}, model_source=source,
+                          canaries=canaries(canary, rstack), canary_split=split)
+
+
+def virtual_services(options: ServingOptions, ns: str) -> list[dict]:
+    """With `canary.routing: virtualservice`: per canary, an Istio VirtualService on the stable
+    Service's host splitting mesh traffic (the router's requests to the stable Service) by the
+    canary's weight, retrying only what never reached vLLM."""
+    if options.canary_split != "virtualservice":
         return []
-    docs: list[dict] = []
-    for c in ctx.canary.models:
-        m = next((m for m in ctx.stack.models if m.name == c.name), None)
-        if m is None:
-            continue
-        canary = canary_model(m, c.revision, c.replicas)
-        docs += [d for d in manifests.model_manifests(canary, ctx.stack, ctx.namespace)
-                 if d["kind"] in ("Deployment", "Service", "PodDisruptionBudget", "PersistentVolumeClaim")]
-        if ctx.canary.routing == "virtualservice":
-            host = lambda name: f"{workload(name)}.{ctx.namespace}.svc.cluster.local"  # noqa: E731
-            docs.append({
-                "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
-                "metadata": {"name": workload(m.name), "namespace": ctx.namespace, "labels": dict(PART_OF)},
-                "spec": {"hosts": [host(m.name)], "http": [{
-                    "route": [
-                        {"destination": {"host": host(m.name), "port": {"number": VLLM_PORT}}, "weight": 100 - c.weight},
-                        {"destination": {"host": host(canary.name), "port": {"number": VLLM_PORT}}, "weight": c.weight}],
-                    "retries": {"attempts": 2, "retryOn": RETRY_ON},
-                }]},
-            })
-    return [ctx.rewrite(d) for d in docs]
+    docs = []
+    for c in options.canaries:
+        host = lambda name: f"{workload(name)}.{ns}.svc.cluster.local"  # noqa: E731
+        docs.append({
+            "apiVersion": "networking.istio.io/v1", "kind": "VirtualService",
+            "metadata": {"name": workload(c.model), "namespace": ns, "labels": dict(PART_OF)},
+            "spec": {"hosts": [host(c.model)], "http": [{
+                "route": [
+                    {"destination": {"host": host(c.model), "port": {"number": VLLM_PORT}}, "weight": 100 - c.weight},
+                    {"destination": {"host": host(c.model + CANARY_SUFFIX), "port": {"number": VLLM_PORT}},
+                     "weight": c.weight}],
+                "retries": {"attempts": 2, "retryOn": RETRY_ON},
+            }]},
+        })
+    return docs
 
 
-def model_reader_service_account(ctx: RegionContext) -> dict:
+def model_reader_service_account(ns: str) -> dict:
     return {"apiVersion": "v1", "kind": "ServiceAccount",
-            "metadata": {"name": MODEL_READER_SA, "namespace": ctx.namespace, "labels": dict(PART_OF)},
+            "metadata": {"name": MODEL_READER_SA, "namespace": ns, "labels": dict(PART_OF)},
             "automountServiceAccountToken": False}
+
+
+def _cluster_key(region: Region) -> Optional[tuple]:
+    """What identifies an existing cluster to kubectl: the kubeconfig file and its context
+    (None for the file's current context). A new EKS cluster is its own."""
+    if region.cluster != "kubernetes":
+        return None
+    return (region.kubeconfig or "~/.kube/config", region.context)
+
+
+def cluster_problems(spec: StackSpec) -> list[Problem]:
+    """Two regions pointing at the same cluster (same kubeconfig and context) would count its
+    capacity twice and fight over the same objects: refused, naming both regions' keys. Regions
+    may share a namespace (an ApplicationSet deploys the same one everywhere): every regional
+    object is named by its region."""
+    out: list[Problem] = []
+    seen: dict[tuple, int] = {}
+    for i, r in enumerate(spec.target.regions):
+        key = _cluster_key(r)
+        if key is None:
+            continue
+        if key in seen:
+            j = seen[key]
+            other = spec.target.regions[j]
+            where = f"kubeconfig {r.kubeconfig!r}" if r.kubeconfig else "the default kubeconfig"
+            ctx = f"context {r.context!r}" if r.context else "its current context"
+            out.append(Problem(f"target.regions[{i}].context",
+                               f"{r.name!r} points at the same cluster as regions[{j}] ({other.name!r}): {where}, "
+                               f"{ctx}; one cluster is one region: give each region its own context "
+                               f"(target.regions[].kubeconfig / .context)"))
+        else:
+            seen[key] = i
+    return out
