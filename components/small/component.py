@@ -12,7 +12,8 @@ import pulumi_random as random
 
 from components.remote_files import Host, digest
 from components.serving.vllm_args import API_KEY_ENV, HF_TOKEN_ENV
-from components.small.project import GRAFANA_ENV, GRAFANA_PORT, SECRETS_ENV, compose_project
+from components.serving import model_router
+from components.small.project import GATEWAY_AUTH, GRAFANA_ENV, GRAFANA_PORT, SECRETS_ENV, compose_project
 from components.spec import ResolvedStack
 from components.spec.model import DockerHostTarget
 
@@ -61,6 +62,16 @@ class SmallTier(pulumi.ComponentResource):
             f"{name}-secrets-env", posixpath.join(target.deploy_dir, SECRETS_ENV), secrets,
             mode="0600", trigger=secrets, opts=child,
         ))
+        gateway_auth = None
+        if args.stack.spec.gateway.kind == "nginx" and args.stack.spec.security.api_auth:
+            # The gateway authenticates clients itself: the key's SHA-256 digest in the include
+            # nginx.conf reads (never the key), still a secret file, mounted read-only.
+            gateway_auth = pulumi.Output.secret(pulumi.Output.from_input(args.api_key).apply(
+                lambda key: model_router.auth_include([key] if key else [])))
+            writes.append(host.write_file(
+                f"{name}-gateway-auth", posixpath.join(target.deploy_dir, GATEWAY_AUTH), gateway_auth,
+                mode="0600", trigger=gateway_auth, opts=child,
+            ))
         self.grafana_admin_password: Optional[pulumi.Output[str]] = None
         if args.stack.spec.monitoring.enabled:
             # Never Grafana's admin/admin default: a generated password kept in Pulumi state as
@@ -84,6 +95,13 @@ class SmallTier(pulumi.ComponentResource):
             triggers=[digest(*(files[p] for p in sorted(files)))],
             opts=pulumi.ResourceOptions(parent=self, depends_on=writes),
         )
+        if gateway_auth is not None:
+            # A new key reaches the running gateway by a reload (compose up does not restart a
+            # container whose mounted file changed).
+            host.command(
+                f"{name}-gateway-auth-reload", create=f"{compose} exec -T gateway nginx -s reload",
+                triggers=[gateway_auth], opts=pulumi.ResourceOptions(parent=self, depends_on=[self.compose_up]),
+            )
         scheme = "https" if args.stack.spec.security.tls.enabled else "http"
         self.endpoint = pulumi.Output.from_input(f"{scheme}://{target.host}:{args.stack.spec.gateway.port}/v1")
         self.models = [m.served_model_name for m in args.stack.models]

@@ -22,6 +22,14 @@ MAX_FAILS = model_router.MAX_FAILS
 FAIL_TIMEOUT_S = model_router.FAIL_TIMEOUT_S
 # Where the gateway container reads the model router's njs script (compose.yaml mounts it).
 ROUTER_JS_PATH = f"/etc/nginx/tierscale/{model_router.JS_FILE}"
+# The gateway's key file (model_router.auth_include: digests only), written by the component as a
+# secret file (0600) and mounted read-only; and the file health_prober.sh writes the replicas it
+# found down to (a volume shared by the prober and the gateway).
+GATEWAY_AUTH = "gateway-api-keys.conf"
+GATEWAY_AUTH_PATH = f"/etc/nginx/tierscale-auth/{model_router.AUTH_FILE}"
+GATEWAY_HEALTH_DIR = "/run/tierscale-health"
+GATEWAY_HEALTH_PATH = f"{GATEWAY_HEALTH_DIR}/down"
+PROBER_PATH = f"/etc/nginx/tierscale/{model_router.PROBER_FILE}"
 
 IMAGES = {
     "vllm": versions.VLLM_IMAGE,
@@ -36,7 +44,8 @@ IMAGES = {
 }
 LITELLM_PORT = 4000
 GRAFANA_PORT = 3000
-# The files that hold secrets on the host (mode 0600, written by the component, never rendered).
+# The files that hold secrets on the host (mode 0600, written by the component, never rendered;
+# GATEWAY_AUTH above holds the API key's digest).
 SECRETS_ENV = "secrets.env"
 GRAFANA_ENV = "grafana.env"
 
@@ -77,13 +86,17 @@ def upstreams(stack: ResolvedStack, servers_by_model: dict[str, list[str]]) -> l
 def nginx_conf(stack: ResolvedStack, name: str, servers_by_model: dict[str, list[str]], *, listen: str,
                status_listen: str, runtime_dir: str = "/var/run", log_dir: str = "/var/log/nginx",
                temp_dir: str = "/var/cache/nginx", tls_dir: str = "/etc/nginx/tls",
-               js_path: str = ROUTER_JS_PATH) -> str:
+               js_path: str = ROUTER_JS_PATH, auth_file: str = GATEWAY_AUTH_PATH,
+               health_file: str | None = GATEWAY_HEALTH_PATH, weights_by_model: dict[str, list[int]] | None = None,
+               traffic: dict | None = None) -> str:
     """nginx.conf (the shared model router config); the keyword arguments let tests run the
-    same file on 127.0.0.1."""
+    same file on 127.0.0.1 (with their own key file: model_router.auth_include)."""
     return model_router.nginx_conf(
         stack, name, servers_by_model, role="Compose gateway", listen=listen, status_listen=status_listen,
         js_path=js_path, pid_path=f"{runtime_dir}/nginx.pid", error_log=f"{log_dir}/error.log",
         access_log=f"{log_dir}/access.log", temp_dir=temp_dir, tls=stack.spec.security.tls, tls_dir=tls_dir,
+        auth_file=auth_file if stack.spec.security.api_auth else None, health_file=health_file,
+        weights_by_model=weights_by_model, traffic=traffic,
     )
 
 
@@ -175,7 +188,11 @@ def compose_project(stack: ResolvedStack, name: str) -> dict[str, str]:
             vllm_port=VLLM_PORT, stop_grace_s=probes.TERMINATION_GRACE_S, gateway=gateway,
             monitoring=monitoring, status_port=NGINX_STATUS_PORT, litellm_port=LITELLM_PORT,
             grafana_port=GRAFANA_PORT, tls=stack.spec.security.tls, secrets_env=SECRETS_ENV,
-            grafana_env=GRAFANA_ENV,
+            grafana_env=GRAFANA_ENV, api_auth=stack.spec.security.api_auth, gateway_auth=GATEWAY_AUTH,
+            gateway_auth_path=GATEWAY_AUTH_PATH, gateway_health_dir=GATEWAY_HEALTH_DIR,
+            prober_file=model_router.PROBER_FILE,
+            probe={"interval": model_router.PROBE_INTERVAL_S, "timeout": model_router.PROBE_TIMEOUT_S,
+                   "fall": model_router.PROBE_FALL},
         ),
     }
     if gateway.kind == "nginx":
@@ -183,6 +200,8 @@ def compose_project(stack: ResolvedStack, name: str) -> dict[str, str]:
             stack, name, servers, listen=str(gateway.port), status_listen=str(NGINX_STATUS_PORT)
         )
         files[f"nginx/{model_router.JS_FILE}"] = model_router.router_js()
+        files[f"nginx/{model_router.PROBER_FILE}"] = model_router.prober_sh()
+        files["nginx/probe-targets"] = model_router.probe_targets(stack, servers)
     else:
         files["litellm/config.yaml"] = yaml.safe_dump(litellm_config(stack, servers), sort_keys=False)
     if monitoring.enabled:

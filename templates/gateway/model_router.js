@@ -1,16 +1,22 @@
 // tierscale model router: one base URL for every model, selected by the request body's
-// `model` field, the way the OpenAI API does it. Shipped verbatim to every tier that runs the
-// nginx gateway (the Compose gateway and the Kubernetes model router); the rendered nginx.conf
-// (templates/gateway/nginx.conf.j2) holds the routing table.
+// `model` field, the way the OpenAI API does it; and the gateway's authentication. Shipped
+// verbatim to every tier that runs the nginx gateway (the Compose gateway and the Kubernetes
+// model router); the rendered nginx.conf (templates/gateway/nginx.conf.j2) holds the routing
+// table, the accepted key digests and the path allowlist.
 //
 // nginx only hands the request to a location here: the upstream{} block behind it keeps
 // least_conn, the shared zone, passive health checks, keepalive and proxy_next_upstream, and
-// the response streams through unbuffered exactly as before.
+// the response streams through unbuffered.
 //
 // Written for both njs builds in use: 0.7.9 (Debian 12's libnginx-mod-http-js) and 0.8.10
-// (nginx:1.27.5-alpine): ES5 syntax, Promises, r.requestText, r.subrequest, r.internalRedirect.
+// (nginx:1.27.5-alpine): ES5 syntax, Promises, r.requestText, r.subrequest, r.internalRedirect,
+// crypto.createHash, fs.readFileSync.
 
-// $tierscale_routes: {"default": "<upstream>", "models": {"<served name>": "<upstream>", ...}}
+var crypto = require('crypto');
+var fs = require('fs');
+
+// $tierscale_routes: {"default": "<upstream>", "models": {"<served name>": "<upstream>", ...},
+//                     "servers": {"<upstream>": ["host:port", ...]}, "variants": ["<upstream>__x0", ...]}
 function table(r) {
     return JSON.parse(r.variables.tierscale_routes);
 }
@@ -19,7 +25,49 @@ function has(obj, key) {
     return Object.prototype.hasOwnProperty.call(obj, key);
 }
 
-// The body's `model`, or undefined when there is none to read (GET, empty, not JSON, not a
+// --- authentication (js_set $tierscale_authorized) -----------------------------------------
+
+// Constant time for equal-length strings: every character is compared, no early exit.
+function sameDigest(a, b) {
+    if (a.length !== b.length) {
+        return 0;
+    }
+    var diff = 0;
+    for (var i = 0; i < a.length; i++) {
+        diff |= a.charCodeAt(i) ^ b.charCodeAt(i);
+    }
+    return diff === 0 ? 1 : 0;
+}
+
+// vLLM's rule (AuthenticationMiddleware.verify_token): `Authorization: <scheme> <token>`, the
+// scheme "bearer" in any case, the token everything after the first space; its SHA-256 must
+// equal an accepted key's. Every accepted digest is compared, match or not.
+function authorized(r) {
+    if (r.variables.tierscale_public === '1') {
+        return '1';
+    }
+    var header = r.headersIn.Authorization;
+    if (!header) {
+        return '0';
+    }
+    var space = header.indexOf(' ');
+    if (space < 0 || header.slice(0, space).toLowerCase() !== 'bearer') {
+        return '0';
+    }
+    var presented = crypto.createHash('sha256').update(header.slice(space + 1)).digest('hex');
+    var accepted = (r.variables.tierscale_key_digests || '').split(' ');
+    var ok = 0;
+    for (var i = 0; i < accepted.length; i++) {
+        if (accepted[i]) {
+            ok |= sameDigest(presented, accepted[i]);
+        }
+    }
+    return ok ? '1' : '0';
+}
+
+// --- routing ------------------------------------------------------------------------------
+
+// The body's `model`, or undefined when there is none to read (empty, not JSON, not a
 // string): those requests keep going to the default model, where vLLM answers them itself.
 function bodyModel(r) {
     var text;
@@ -39,6 +87,41 @@ function bodyModel(r) {
     }
 }
 
+// Active health: health_prober.sh writes `<upstream> <server>` lines for the replicas whose
+// /health failed. The request goes to the variant upstream without them, when one was
+// rendered; otherwise (no file, nothing down, all down, or no such variant) to the full one,
+// where passive health still applies.
+function healthy(r, routes, upstream) {
+    var path = r.variables.tierscale_health_file;
+    if (!path || !routes.servers || !has(routes.servers, upstream)) {
+        return upstream;
+    }
+    var text;
+    try {
+        text = fs.readFileSync(path, 'utf8');
+    } catch (e) {
+        return upstream;
+    }
+    var servers = routes.servers[upstream];
+    var out = [];
+    var lines = text.split('\n');
+    for (var i = 0; i < lines.length; i++) {
+        var parts = lines[i].split(' ');
+        if (parts.length === 2 && parts[0] === upstream) {
+            var index = servers.indexOf(parts[1]);
+            if (index >= 0 && out.indexOf(index) < 0) {
+                out.push(index);
+            }
+        }
+    }
+    if (!out.length || out.length >= servers.length) {
+        return upstream;
+    }
+    out.sort(function (a, b) { return a - b; });
+    var variant = upstream + '__x' + out.join('_');
+    return routes.variants.indexOf(variant) >= 0 ? variant : upstream;
+}
+
 function sendJson(r, status, value) {
     r.headersOut['Content-Type'] = 'application/json';
     r.return(status, JSON.stringify(value));
@@ -48,41 +131,27 @@ function openaiError(message, type, param, code) {
     return {error: {message: message, type: type, param: param, code: code}};
 }
 
-// Every model's replicas check the API key themselves; before the router answers on their
-// behalf it asks one of them, so an unauthenticated client gets vLLM's own 401, not a list.
-function authFailure(reply) {
-    return reply.status === 401 || reply.status === 403;
-}
-
 function modelsUri(upstream) {
     return '/_tierscale/models/' + upstream;
 }
 
-// location / : js_content route; nginx has read the request body before this runs.
+// The allowlisted POST locations: js_content route; nginx has read the request body (only
+// after authentication) before this runs.
 function route(r) {
     var routes = table(r);
     var model = bodyModel(r);
+    var upstream;
     if (model === undefined) {
-        r.internalRedirect('@' + routes['default']);
-        return;
-    }
-    if (has(routes.models, model)) {
-        r.internalRedirect('@' + routes.models[model]);
-        return;
-    }
-    var served = Object.keys(routes.models);
-    r.subrequest(modelsUri(routes['default']), {method: 'GET'}).then(function (reply) {
-        if (authFailure(reply)) {
-            r.headersOut['Content-Type'] = reply.headersOut['Content-Type'] || 'application/json';
-            r.return(reply.status, reply.responseText || reply.responseBody);
-            return;
-        }
+        upstream = routes['default'];
+    } else if (has(routes.models, model)) {
+        upstream = routes.models[model];
+    } else {
         sendJson(r, 404, openaiError(
-            'The model `' + model + '` does not exist. Served models: ' + served.join(', ') + '.',
+            'The model `' + model + '` does not exist. Served models: ' + Object.keys(routes.models).join(', ') + '.',
             'invalid_request_error', 'model', 'model_not_found'));
-    }).catch(function (e) {
-        sendJson(r, 502, openaiError('model router: ' + e, 'server_error', null, 'bad_gateway'));
-    });
+        return;
+    }
+    r.internalRedirect('@' + healthy(r, routes, upstream));
 }
 
 // location = /v1/models : every served model, in vLLM's own shape, from each model's replicas
@@ -93,18 +162,14 @@ function models(r) {
     var cards = JSON.parse(r.variables.tierscale_model_cards);
     var names = Object.keys(routes.models);
     var asks = names.map(function (name) {
-        return r.subrequest(modelsUri(routes.models[name]), {method: 'GET'});
+        var upstream = routes.models[name];
+        return r.subrequest(modelsUri(healthy(r, routes, upstream)), {method: 'GET'});
     });
     Promise.all(asks).then(function (replies) {
         var data = [];
         var answered = 0;
         for (var i = 0; i < replies.length; i++) {
             var reply = replies[i];
-            if (authFailure(reply)) {
-                r.headersOut['Content-Type'] = reply.headersOut['Content-Type'] || 'application/json';
-                r.return(reply.status, reply.responseText || reply.responseBody);
-                return;
-            }
             var listed = null;
             if (reply.status === 200) {
                 try {
@@ -130,4 +195,37 @@ function models(r) {
     });
 }
 
-export default {route: route, models: models};
+// location = /gateway/ready : 200 when every model has at least one replica whose /health
+// answers 200 within the probe timeout, else 503. Unauthenticated, so it says only how many.
+function ready(r) {
+    var routes = table(r);
+    var upstreams = [];
+    var asks = [];
+    var byUpstream = {};
+    var names = Object.keys(routes.models);
+    for (var i = 0; i < names.length; i++) {
+        var upstream = routes.models[names[i]];
+        if (!has(byUpstream, upstream)) {
+            byUpstream[upstream] = 0;
+            upstreams.push(upstream);
+        }
+    }
+    var probes = JSON.parse(r.variables.tierscale_ready_probes);
+    for (var j = 0; j < probes.length; j++) {
+        asks.push(r.subrequest('/_tierscale/ready/' + probes[j], {method: 'GET'}));
+    }
+    Promise.all(asks).then(function (replies) {
+        for (var k = 0; k < replies.length; k++) {
+            if (replies[k].status === 200) {
+                byUpstream[probes[k].split('/')[0]]++;
+            }
+        }
+        var readyCount = upstreams.filter(function (u) { return byUpstream[u] > 0; }).length;
+        sendJson(r, readyCount === upstreams.length ? 200 : 503,
+                 {ready: readyCount === upstreams.length, models: upstreams.length, models_ready: readyCount});
+    }).catch(function (e) {
+        sendJson(r, 503, {ready: false, error: 'readiness probe failed'});
+    });
+}
+
+export default {authorized: authorized, route: route, models: models, ready: ready};

@@ -26,8 +26,9 @@ def _commands(result):
 
 def test_graph_counts_and_parenting(small_dev):
     counts = Counter(r.type for r in small_dev.resources)
-    # 9 rendered files + secrets.env + grafana.env + compose up; one generated Grafana password.
-    assert counts == {"tierscale:small:SmallTier": 1, "command:local:Command": 12,
+    # 11 rendered files + secrets.env + grafana.env + the gateway's key file + compose up + the
+    # gateway reload on a new key; one generated Grafana password.
+    assert counts == {"tierscale:small:SmallTier": 1, "command:local:Command": 16,
                       "random:index/randomPassword:RandomPassword": 1}
     root = next(r for r in small_dev.resources if r.type == "tierscale:small:SmallTier")
     assert all(r.parent == root.urn for r in small_dev.resources if r is not root)
@@ -38,7 +39,8 @@ def test_every_rendered_file_is_copied_by_a_command(small_dev):
     rendered = {p.relative_to(small_dev.out_dir / "compose").as_posix(): p.read_text()
                 for p in (small_dev.out_dir / "compose").rglob("*") if p.is_file()}
     assert set(rendered) == {
-        "compose.yaml", "nginx/nginx.conf", "nginx/model_router.js", "prometheus/prometheus.yml",
+        "compose.yaml", "nginx/nginx.conf", "nginx/model_router.js", "nginx/health_prober.sh", "nginx/probe-targets",
+        "prometheus/prometheus.yml",
         "prometheus/rules/tierscale-alerts.yml",
         "dcgm/counters.csv", "grafana/provisioning/datasources/prometheus.yml",
         "grafana/provisioning/dashboards/tierscale.yml", "grafana/dashboards/tierscale-serving.json",
@@ -59,13 +61,13 @@ def test_compose_up_waits_for_every_file_and_tears_down(small_dev):
     up = commands["small-dev-compose-up"]
     assert "docker compose -p tierscale-small-dev" in up.inputs["create"]
     assert "up -d --wait --remove-orphans" in up.inputs["create"] and up.inputs["delete"].endswith("down")
-    writers = [r for n, r in commands.items() if n != "small-dev-compose-up"]
+    writers = [r for n, r in commands.items() if n not in ("small-dev-compose-up", "small-dev-gateway-auth-reload")]
     assert set(up.dependencies) >= {w.urn for w in writers}
 
 
 def test_secret_files_are_0600_and_masked(small_dev):
     commands = _commands(small_dev)
-    for name in ("small-dev-secrets-env", "small-dev-grafana-env"):
+    for name in ("small-dev-secrets-env", "small-dev-grafana-env", "small-dev-gateway-auth"):
         assert commands[name].inputs["stdin"] == "[secret]"
         assert "0600" in commands[name].inputs["create"]
     text = json.dumps([r.to_json() for r in small_dev.resources]) + json.dumps(small_dev.outputs)
@@ -97,7 +99,7 @@ def test_ssh_target_uses_remote_commands_with_secret_key(tmp_path):
         "tierscale:target": json.dumps(target), "tierscale:sshPrivateKey": "-----BEGIN PLANTED KEY-----"},
         extra_secret_keys={"tierscale:sshPrivateKey"})
     remote = [r for r in result.resources if r.type == "command:remote:Command"]
-    assert len(remote) == 12 and not [r for r in result.resources if r.type == "command:local:Command"]
+    assert len(remote) == 16 and not [r for r in result.resources if r.type == "command:local:Command"]
     for r in remote:
         # The connection carries the private key, so Pulumi keeps the whole object secret.
         assert r.inputs["connection"] == "[secret]"

@@ -1,8 +1,8 @@
 """A standard OpenAI client with one base_url, against the rendered nginx gateway run for real
 on 127.0.0.1 (njs model router) in front of stub replicas of two models: both models answer,
 streams arrive token by token, /v1/models lists both, an unknown model gets an OpenAI-style
-404 naming the served models, the key is still vLLM's to check, and the per-model path
-prefixes still work."""
+404 naming the served models, the gateway checks the key, and the per-model path prefixes
+are gone."""
 
 from __future__ import annotations
 
@@ -12,9 +12,8 @@ import httpx
 import openai
 import pytest
 
-from components.serving.model_router import router_js
-from components.small.project import nginx_conf
-from tests.support.processes import Nginx, free_port, start_stubs, wait_http
+from tests.gateway.support import Gateway
+from tests.support.processes import Nginx, free_port, start_stubs
 from tests.support.stacks import small_stack
 
 KEY = "openai-client-test-key"
@@ -27,17 +26,10 @@ TWO_MODELS = [
 
 
 def run_gateway(stack, servers: dict[str, list[str]], workdir) -> tuple[Nginx, str, int]:
-    """The stack's rendered nginx.conf and model_router.js on 127.0.0.1 (as the Compose project
-    mounts them), started; returns nginx, the base URL and the status port."""
-    (workdir / "model_router.js").write_text(router_js())
-    port, status_port = free_port(), free_port()
-    conf = nginx_conf(stack, "openai-live", servers, listen=f"127.0.0.1:{port}",
-                      status_listen=f"127.0.0.1:{status_port}", runtime_dir=str(workdir),
-                      log_dir=str(workdir / "logs"), temp_dir=str(workdir / "tmp"),
-                      js_path=str(workdir / "model_router.js"))
-    nginx = Nginx(conf, workdir).start()
-    wait_http(f"http://127.0.0.1:{status_port}/gateway/health")
-    return nginx, f"http://127.0.0.1:{port}", status_port
+    """The stack's rendered nginx.conf, model_router.js and key file on 127.0.0.1 (as the
+    Compose project mounts them), started; returns nginx, the base URL and the status port."""
+    gw = Gateway(workdir, servers, stack=stack, keys=[KEY], prober=False, worker_processes="auto").start()
+    return gw.nginx, gw.url, gw.status_port
 
 
 @pytest.fixture(scope="module")
@@ -114,7 +106,7 @@ def test_unknown_model_gets_an_openai_404_naming_the_served_models(client):
     assert LLAMA in error.body["message"] and QWEN in error.body["message"]
 
 
-def test_the_key_is_still_checked_by_the_replicas(gateway):
+def test_the_key_is_checked_by_the_gateway(gateway):
     with openai.OpenAI(base_url=f"{gateway['url']}/v1", api_key="wrong", max_retries=0) as bad:
         for call in (lambda: _chat(bad, QWEN), lambda: bad.models.list(), lambda: _chat(bad, "gpt-4o")):
             # Even an unknown model: a client without the key learns nothing about what is served.
@@ -128,10 +120,11 @@ def test_a_body_without_a_model_goes_to_the_first_model(gateway):
     assert resp.status_code == 200 and resp.json()["model"] == LLAMA
 
 
-def test_path_prefixes_still_reach_one_model(gateway):
+def test_path_prefixes_are_gone(gateway):
+    """/<model>/... used to reach a model's replicas on any path; only the allowlist is served now."""
     with openai.OpenAI(base_url=f"{gateway['url']}/qwen-14b/v1", api_key=KEY, max_retries=0) as qwen_only:
-        assert [m.id for m in qwen_only.models.list().data] == [QWEN]
-        assert _chat(qwen_only, QWEN).model == QWEN
+        with pytest.raises(openai.NotFoundError):
+            qwen_only.models.list()
 
 
 def test_a_model_with_every_replica_down_is_still_listed_and_fails_cleanly(tmp_path):

@@ -59,7 +59,8 @@ def test_tls_gateway_passes_nginx_t(tmp_path):
 
 def test_monitoring_off_renders_no_monitoring(tmp_path):
     files = compose_project(small_stack(monitoring={"enabled": False}), "bare")
-    assert set(files) == {"compose.yaml", "nginx/nginx.conf", "nginx/model_router.js"}
+    assert set(files) == {"compose.yaml", "nginx/nginx.conf", "nginx/model_router.js", "nginx/health_prober.sh",
+                          "nginx/probe-targets"}
     services = yaml.safe_load(files["compose.yaml"])["services"]
     assert not {"prometheus", "grafana", "dcgm-exporter"} & set(services)
     _write(files, tmp_path)
@@ -77,5 +78,5 @@ def test_compose_config_catches_a_broken_project(tmp_path):
 def test_nginx_upstreams_share_a_zone_and_retry_only_safely():
     conf = compose_project(small_stack(), "z")["nginx/nginx.conf"]
     assert "zone vllm_llama_8b 256k;" in conf and "least_conn;" in conf
-    assert "proxy_next_upstream error timeout http_502 http_503;" in conf
+    assert "proxy_next_upstream error timeout http_502 http_503 http_504 non_idempotent;" in conf
     assert "proxy_buffering off;" in conf and "X-Real-IP" in conf and "keepalive 64;" in conf

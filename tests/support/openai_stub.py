@@ -20,6 +20,16 @@ run time (a degraded replica mid-test) and answers the settings now in force; `-
 replaces that share of output tokens, chosen by a hash of the prompt and the position (the
 same prompt always drifts the same way), so golden-set checks see a "quantized" model.
 
+Auth follows vLLM v0.18.0 exactly (AuthenticationMiddleware in
+vllm/entrypoints/openai/server_utils.py): with a key, only paths starting with /v1 need
+`Authorization: Bearer <key>` (scheme in any case, SHA-256 compared), OPTIONS never; a miss is
+`401 {"error": "Unauthorized"}`. Every other route vLLM serves (/invocations, /tokenize,
+/metrics, /load, /version, /ping, admin routes...) answers without a key, as vLLM's does, so a
+gateway probe through this stub is meaningful. `GET /stub/requests` lists every request this
+replica received (method, raw target, whether it carried a valid key), for tests asserting
+that nothing reached it. `fail_status` (control) answers every completion with that status at
+once (a replica answering 503).
+
 Standard library plus prometheus_client only, so it runs in a bare Debian rootfs
 (python3, python3-prometheus-client).
 """
@@ -28,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import hashlib
+import hmac
 import json
 import os
 import random
@@ -39,6 +50,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+# Routes vLLM v0.18.0 serves besides the OpenAI completions this stub implements (the api_server
+# routers: openai, serve/*, sagemaker, dev-mode admin routes); the stub answers them all.
+VLLM_OTHER_ROUTES = frozenset({
+    "/invocations", "/tokenize", "/detokenize", "/load", "/version", "/ping", "/metrics", "/health",
+    "/pooling", "/classify", "/score", "/v1/score", "/rerank", "/v1/rerank", "/v2/rerank",
+    "/v1/audio/transcriptions", "/v1/audio/translations", "/v1/messages", "/v1/responses",
+    "/v1/load_lora_adapter", "/v1/unload_lora_adapter", "/reset_prefix_cache", "/reset_mm_cache",
+    "/sleep", "/wake_up", "/is_sleeping", "/collective_rpc", "/server_info", "/start_profile",
+    "/stop_profile", "/get_tokenizer_info", "/scale_elastic_ep", "/is_scaling_elastic_ep",
+    "/openapi.json", "/docs", "/redoc", "/v1/chat/completions/render", "/v1/completions/render",
+})
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -48,6 +70,8 @@ class Replica:
                  seed: int | None = None, drift: float = 0.0):
         self.name, self.model, self.ttft_s, self.itl_s, self.api_key = name, model, ttft_s, itl_s, api_key
         self.drift = drift
+        self.fail_status: int | None = None
+        self.request_log: list[dict] = []
         self.ttft_max_s, self.itl_max_s, self.error_rate = ttft_max_s, itl_max_s, error_rate
         self.rng = random.Random(seed)
         self.lock = threading.Lock()
@@ -94,14 +118,16 @@ class Replica:
     def control(self, changes: dict) -> dict:
         """Change latency, error rate or drift at run time; returns the settings in force."""
         scale = {"ttft_ms": ("ttft_s", 1000), "itl_ms": ("itl_s", 1000), "ttft_ms_max": ("ttft_max_s", 1000),
-                 "itl_ms_max": ("itl_max_s", 1000), "error_rate": ("error_rate", 1), "drift": ("drift", 1)}
+                 "itl_ms_max": ("itl_max_s", 1000), "error_rate": ("error_rate", 1), "drift": ("drift", 1),
+                 "fail_status": ("fail_status", 1)}
         unknown = set(changes) - set(scale)
         if unknown:
             raise ValueError(f"unknown settings {sorted(unknown)}; allowed: {sorted(scale)}")
         with self.lock:
             for key, value in changes.items():
                 attr, div = scale[key]
-                setattr(self, attr, None if value is None else float(value) / div)
+                setattr(self, attr, None if value is None else
+                        (int(value) if key == "fail_status" else float(value) / div))
             return {key: (None if getattr(self, attr) is None else getattr(self, attr) * div)
                     for key, (attr, div) in scale.items()}
 
@@ -140,8 +166,54 @@ def make_handler(replica: Replica):
         def _count(self, status: int) -> None:
             replica.http.labels(self.path.split("?")[0], self.command, f"{status // 100}xx").inc()
 
+        def _log(self, path: str) -> None:
+            if not path.startswith("/stub/"):
+                with replica.lock:
+                    replica.request_log.append({"method": self.command, "target": self.path,
+                                                "authorized": self._key_ok(), "time": time.time()})
+
+        def _key_ok(self) -> bool:
+            """vLLM's AuthenticationMiddleware.verify_token."""
+            value = self.headers.get("Authorization")
+            if not replica.api_key or not value:
+                return bool(not replica.api_key)
+            scheme, _, param = value.partition(" ")
+            if scheme.lower() != "bearer":
+                return False
+            return hmac.compare_digest(hashlib.sha256(param.encode("utf-8")).digest(),
+                                       hashlib.sha256(replica.api_key.encode("utf-8")).digest())
+
+        def _guarded(self, path: str) -> bool:
+            """True when vLLM would answer 401 here (and the 401 is sent)."""
+            if self.command != "OPTIONS" and path.startswith("/v1") and not self._key_ok():
+                self._send(401, b'{"error":"Unauthorized"}')
+                self._count(401)
+                return True
+            return False
+
+        def _body(self) -> dict:
+            raw = self.rfile.read(int(self.headers.get("Content-Length", 0) or 0))
+            try:
+                value = json.loads(raw or b"{}")
+            except ValueError:
+                return {}
+            return value if isinstance(value, dict) else {}
+
+        def _other(self, path: str) -> None:
+            """Every other route vLLM serves: answered (200) the way vLLM would, key or not
+            outside /v1, so a test sees it if anything reaches it."""
+            if path in VLLM_OTHER_ROUTES:
+                self._send(200, json.dumps({"route": path, "served_by": replica.name}).encode())
+                self._count(200)
+            else:
+                self._send(404, b'{"detail":"Not Found"}')
+                self._count(404)
+
         def do_GET(self):
             path = self.path.split("?")[0]
+            self._log(path)
+            if self._guarded(path):
+                return
             if path == "/health":
                 self._send(200, b"")
             elif path == "/metrics":
@@ -150,35 +222,67 @@ def make_handler(replica: Replica):
             elif path == "/stub/stats":
                 self._send(200, json.dumps(replica.stats()).encode())
                 return
+            elif path == "/stub/requests":
+                with replica.lock:
+                    self._send(200, json.dumps(replica.request_log).encode())
+                return
             elif path == "/v1/models":
-                if not self._authorized():
-                    return
                 self._send(200, json.dumps({"object": "list", "data": [
                     {"id": replica.model, "object": "model", "owned_by": "vllm"}]}).encode())
             else:
-                self._send(404, b'{"error":"not found"}')
-            self._count(200 if path in ("/health", "/v1/models") else 404)
+                self._other(path)
+                return
+            self._count(200)
 
-        def _authorized(self) -> bool:
-            if replica.api_key and self.headers.get("Authorization") != f"Bearer {replica.api_key}":
-                self._send(401, b'{"error":"Unauthorized"}')
-                self._count(401)
-                return False
-            return True
+        def do_HEAD(self):
+            self._log(self.path.split("?")[0])
+            self.send_response(405)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def do_OPTIONS(self):
+            self._log(self.path.split("?")[0])
+            self._send(405, b'{"detail":"Method Not Allowed"}')
+
+        def do_PUT(self):
+            path = self.path.split("?")[0]
+            self._log(path)
+            self._body()
+            if not self._guarded(path):
+                self._other(path)
+
+        do_DELETE = do_PUT
+        do_PATCH = do_PUT
 
         def do_POST(self):
             path = self.path.split("?")[0]
-            body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
             if path == "/stub/control":
                 try:
-                    self._send(200, json.dumps(replica.control(body)).encode())
+                    self._send(200, json.dumps(replica.control(self._body())).encode())
                 except (ValueError, TypeError) as e:
                     self._send(400, json.dumps({"error": str(e)}).encode())
                 return
-            if path not in ("/v1/chat/completions", "/v1/completions"):
-                self._send(404, b'{"error":"not found"}')
+            self._log(path)
+            body = self._body()
+            if self._guarded(path):
                 return
-            if not self._authorized():
+            if path not in ("/v1/chat/completions", "/v1/completions", "/invocations", "/v1/responses",
+                            "/v1/embeddings"):
+                self._other(path)
+                return
+            if replica.fail_status:
+                with replica.lock:
+                    replica.requests += 1
+                    replica.errors += 1
+                self._send(replica.fail_status, json.dumps({
+                    "object": "error", "type": "ServiceUnavailable", "code": replica.fail_status,
+                    "message": "injected failure (stub fail_status)"}).encode())
+                self._count(replica.fail_status)
+                return
+            if path == "/v1/embeddings":
+                self._send(200, json.dumps({"object": "list", "model": replica.model, "served_by": replica.name,
+                                            "data": [{"object": "embedding", "index": 0, "embedding": [0.0, 1.0]}]}).encode())
+                self._count(200)
                 return
             n_tokens = int(body.get("max_tokens") or 16)
             prompt_text = json.dumps(body.get("messages") or body.get("prompt") or "")
