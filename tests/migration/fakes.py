@@ -6,13 +6,15 @@ from __future__ import annotations
 from components.migration import gates as gate_defs
 from components.migration.plan import plan_migration
 from components.migration.traffic import TrafficError
-from tests.support.stacks import example_stack
+from tests.support.stacks import small_stack
 
 
 def short_plan(hold: str = "3s", strategy=None) -> dict:
-    """small-dev -> medium-prod as `migrate run` journals it, with short holds."""
-    plan = plan_migration("small-dev", example_stack("small-dev"), "medium-prod", example_stack("medium-prod"),
-                          strategy, window="10s").to_json()
+    """small-dev -> small-next (the same models on another host) as `migrate run` journals it,
+    with short holds; inline stacks, so the fault tests do not follow the example stacks' edits."""
+    src = small_stack(target={"kind": "docker-host", "host": "gpu-1.example.com"})
+    dst = small_stack(target={"kind": "docker-host", "host": "gpu-2.example.com"})
+    plan = plan_migration("small-dev", src, "small-next", dst, strategy, window="10s").to_json()
     for step in plan["traffic_steps"]:
         step["hold"] = hold
     return plan

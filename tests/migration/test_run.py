@@ -132,13 +132,15 @@ def test_run_with_the_pulumi_driver_and_no_cli_exits_2(tmp_path):
     traffic = tmp_path / "traffic.yaml"
     traffic.write_text(yaml.safe_dump({"kind": "route53"}))
     env = dict(os.environ, PATH=str(tmp_path))
-    proc = subprocess.run([TIERSCALE, "migrate", "run", "--from", "small-dev", "--to", "medium-prod", "--accept", "removed-model", "--traffic",
+    proc = subprocess.run([TIERSCALE, "migrate", "run", "--from", "small-dev", "--to", "medium-prod",
+                           "--accept", "removed-model", "--traffic",
                            str(traffic), "--journal", str(tmp_path / "j.jsonl")], capture_output=True, text=True, env=env)
     assert proc.returncode == 2 and "Pulumi CLI (`pulumi`) is not installed" in proc.stderr, proc.stderr
     # The journal says what happened; a second run refuses to start over it.
     events = [json.loads(line)["event"] for line in (tmp_path / "j.jsonl").read_text().splitlines()]
     assert events == ["start", "error"]
-    again = subprocess.run([TIERSCALE, "migrate", "run", "--from", "small-dev", "--to", "medium-prod", "--accept", "removed-model", "--traffic",
+    again = subprocess.run([TIERSCALE, "migrate", "run", "--from", "small-dev", "--to", "medium-prod",
+                           "--accept", "removed-model", "--traffic",
                             str(traffic), "--journal", str(tmp_path / "j.jsonl")], capture_output=True, text=True, env=env)
     assert again.returncode == 2 and "--resume" in again.stderr
 

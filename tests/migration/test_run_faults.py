@@ -22,7 +22,7 @@ from components.migration.journal import Journal, JournalCorrupt, RunState, Stac
 from components.migration.runner import EXIT_ROLLBACK_FAILED, EXIT_ROLLED_BACK, MigrationRun, RunConfig
 from tests.migration.fakes import FakeDriver, FakeTraffic, scripted_prom, short_plan
 from tests.support.processes import free_port, wait_http
-from tests.support.stacks import example_stack
+from tests.support.stacks import small_stack
 
 FAST = RunConfig(eval_interval_s=0.01, hold_scale=0.01, rollback_attempts=3, rollback_backoff_s=0.01)
 
@@ -59,7 +59,7 @@ def nginx_split(tmp_path):
     d = tmp_path / "gw"
     (d / "tmp").mkdir(parents=True)
     status = f"127.0.0.1:{free_port()}"
-    split = StatusOnlySplit("small-dev", example_stack("small-dev"), d / "nginx.conf",
+    split = StatusOnlySplit("small-dev", small_stack(), d / "nginx.conf",
                             {"llama-8b": ["127.0.0.1:9001"]}, {"llama-8b": ["127.0.0.1:9101"]},
                             {"status_listen": status, "log_dir": str(d)}, f"http://{status}/gateway/traffic")
     split.conf.write_text(split.render_conf(0))
@@ -93,7 +93,7 @@ def test_reload_failure_at_rollback_is_retried_reported_and_resumed_as_a_rollbac
     code = _runner(journal, split, prom, log).run(plan, resume=False)
     warnings = [s for kind, s in log if kind == "warn"]
     assert code == EXIT_ROLLBACK_FAILED == 3, "\n".join(map(str, log))
-    assert any("ROLLBACK FAILED after 3 attempts: the destination medium-prod still has 50% of traffic" in w
+    assert any("ROLLBACK FAILED after 3 attempts: the destination small-next still has 50% of traffic" in w
                for w in warnings), warnings
     assert any("kill(4242, 1) failed" in w for w in warnings)
     records = Journal(journal).records()
