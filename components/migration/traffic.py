@@ -30,8 +30,8 @@ from typing import Callable, Optional, Protocol
 
 import httpx
 
-from components import templating
 from components.serving import model_router
+from components.small.project import GATEWAY_AUTH_PATH, GATEWAY_HEALTH_PATH, ROUTER_JS_PATH
 from components.spec import ResolvedStack
 
 
@@ -123,28 +123,17 @@ class NginxSplit:
         r = self.render
         runtime_dir, log_dir = r.get("runtime_dir", "/var/run"), r.get("log_dir", "/var/log/nginx")
         traffic = {"percent": percent, "revision": revision, "fallback": self.fallback_active}
-        return templating.render(
-            "gateway/nginx.conf.j2",
-            stack_name=self.stack_name,
-            role="Compose gateway",
-            models=self.upstreams(percent),
-            routes=model_router._config_string(model_router.routes(self.stack)),
-            cards=model_router._config_string(model_router.model_cards(self.stack)),
-            gateway=self.stack.spec.gateway,
-            listen=r["listen"],
-            status_listen=r["status_listen"],
-            max_fails=model_router.MAX_FAILS,
-            fail_timeout_s=model_router.FAIL_TIMEOUT_S,
-            worker_processes=r.get("worker_processes", "auto"),
-            pid_path=f"{runtime_dir}/nginx.pid",
-            error_log=f"{log_dir}/error.log",
-            access_log=f"{log_dir}/access.log",
-            temp_dir=r.get("temp_dir", "/var/cache/nginx"),
-            js_module=model_router.JS_MODULE,
-            js_path=r.get("js_path", f"/etc/nginx/tierscale/{model_router.JS_FILE}"),
-            tls=self.stack.spec.security.tls,
-            tls_dir=r.get("tls_dir", "/etc/nginx/tls"),
-            traffic=json.dumps(traffic, separators=(",", ":")),
+        blocks = self.upstreams(percent)
+        weights = {b["name"]: b["weights"] for b in blocks if b.get("weights")}
+        return model_router.nginx_conf(
+            self.stack, self.stack_name, {b["name"]: b["servers"] for b in blocks}, role="Compose gateway",
+            listen=r["listen"], status_listen=r["status_listen"], js_path=r.get("js_path", ROUTER_JS_PATH),
+            pid_path=f"{runtime_dir}/nginx.pid", error_log=f"{log_dir}/error.log", access_log=f"{log_dir}/access.log",
+            temp_dir=r.get("temp_dir", "/var/cache/nginx"), tls=self.stack.spec.security.tls,
+            tls_dir=r.get("tls_dir", "/etc/nginx/tls"), worker_processes=r.get("worker_processes", "auto"),
+            auth_file=r.get("auth_file", GATEWAY_AUTH_PATH) if self.stack.spec.security.api_auth else None,
+            health_file=r.get("health_file", GATEWAY_HEALTH_PATH), weights_by_model=weights or None,
+            traffic=traffic,
         )
 
     def _run(self, argv: list[str], what: str) -> None:
