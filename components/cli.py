@@ -129,7 +129,7 @@ def inventory(
 @app.command()
 def plan(
     model: Optional[str] = typer.Option(None, help="Catalog id or Hugging Face repo id"),
-    gpu: Optional[str] = typer.Option(None, help="GPU type, e.g. h100-80gb, or 'any' to search every GPU type"),
+    gpu: str = typer.Option("any", help="GPU type, e.g. h100-80gb (default: search every GPU type)"),
     quantization: Optional[str] = typer.Option(None, help="fp16|bf16|fp8|int8|awq|gptq|mxfp4 (default: search what the model can be served in)"),
     max_model_len: int = typer.Option(8192, help="Context length to serve"),
     qps: float = typer.Option(10.0, help="Expected requests per second"),
@@ -145,8 +145,11 @@ def plan(
     pipeline_parallel: Optional[int] = typer.Option(None, "--pipeline-parallel", help="With --tensor-parallel: PP stages"),
     max_num_seqs: Optional[int] = typer.Option(None, "--max-num-seqs", help="Fix vLLM's max_num_seqs (default: searched)"),
     kv_cache_dtype: str = typer.Option("auto", "--kv-cache-dtype", help="auto|fp8"),
+    max_gpus: Optional[int] = typer.Option(None, "--max-gpus", help="Budget: at most this many GPUs (does it fit what I have?)"),
+    nodes: Optional[int] = typer.Option(None, "--nodes", help="Budget: at most this many nodes"),
     top: int = typer.Option(5, "--top", help="Alternatives to show, with why each lost"),
     custom_json: Optional[str] = typer.Option(None, "--custom-json", help="A model described inline as JSON (models.yaml keys), instead of --model"),
+    model_config: Optional[str] = typer.Option(None, "--model-config", help="A model's config.json (file or model directory; a repo id when huggingface_hub is installed and online)"),
     stack: Optional[str] = typer.Option(None, "--stack", "-s", help="Compare every model of a stack with the planner's optimum"),
     stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
@@ -159,13 +162,12 @@ def plan(
         _plan_stack(stack, stacks_dir, as_json)
         return
     try:
-        if gpu is None:
-            raise PlanInputError("--gpu: required (a GPU type, or 'any'), unless --stack is given")
         request = build_request(model, gpu, quantization, max_model_len, qps, prompt_tokens, output_tokens,
                                 ttft_ms, tpot_ms, availability, gpu_memory_utilization, concurrency, price_per_hour,
                                 custom_json=custom_json, tensor_parallel=tensor_parallel,
                                 pipeline_parallel=pipeline_parallel, max_num_seqs=max_num_seqs, top=top,
-                                kv_cache_dtype=kv_cache_dtype)
+                                kv_cache_dtype=kv_cache_dtype, max_gpus=max_gpus, nodes=nodes,
+                                model_config=model_config)
         result = run_plan(request)
     except (PlanInputError, PlanError) as error:
         sys.stderr.write(f"error: {error}\n")
@@ -173,41 +175,20 @@ def plan(
     if as_json:
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         return
-    _print_plan(result)
+    from components.planner.answer import render as render_answer
 
-
-def _print_plan(result) -> None:
-    table = Table(title=f"plan: {result.model} on {result.gpu} ({result.quantization}, max_model_len {result.max_model_len})")
-    table.add_column("figure")
-    table.add_column("value", justify="right")
-    table.add_column("unit")
-    data = result.to_json()
-    for key, unit in result.units.items():
-        value = data[key]
-        shown = f"{value:,.2f}" if isinstance(value, float) else (f"{value:,}" if isinstance(value, int) else str(value))
-        table.add_row(key, shown, unit)
-    table.add_row("instance_type", str(result.instance_type), "")
-    table.add_row("price", result.price_source, f"as of {result.price_as_of}" if result.price_as_of else "")
-    table.add_row("tier", result.tier, result.tier_reason)
-    out.print(table)
-    if result.alternatives:
-        alts = Table(title=f"alternatives ({result.candidates_evaluated} candidates evaluated)")
-        for col in ("GPU", "quant", "TP", "PP", "maxNumSeqs", "replicas", "GPUs", "$/hour", "TTFT ms", "TPOT ms", "why not chosen"):
-            alts.add_column(col)
-        for a in result.alternatives:
-            alts.add_row(a.gpu, a.quantization, str(a.tensor_parallel), str(a.pipeline_parallel), str(a.max_num_seqs),
-                         str(a.replicas), str(a.gpus), "-" if a.cost_per_hour_usd is None else f"{a.cost_per_hour_usd:,.2f}",
-                         f"{a.ttft_ms_estimate:,.0f}", f"{a.tpot_ms_estimate:,.1f}", a.why_not_chosen)
-        out.print(alts)
-    for warning in result.warnings:
-        out.print(f"[yellow]warning:[/] {warning}", markup=True)
+    repo = (request.model.hf_repos[0] if request.model.hf_repos else None)
+    if model and "/" in model:
+        repo = model
+    width = max(60, min(out.width or 80, 100))
+    sys.stdout.write(render_answer(result, repo, prompt_tokens, output_tokens, width=width))
 
 
 def _plan_stack(stack: str, stacks_dir: Path, as_json: bool) -> None:
-    """Each model of a stack: its configured choice against the planner's optimum."""
-    from components.planner import PlanError
-    from components.planner.plan import compare_to_optimum
-    from components.spec.capacity import configured_and_optimum
+    """Each model of a stack: its configured choice against the planner's optimum, and the one
+    verdict (components.planner.verdict) that validate and migrate check print too."""
+    from components.planner import verdict
+    from components.planner.answer import ms
     from components.spec.stack_file import load_stack
 
     try:
@@ -215,37 +196,42 @@ def _plan_stack(stack: str, stacks_dir: Path, as_json: bool) -> None:
     except SpecError as error:
         _fail_spec(error)
     spec = resolved.spec
-    rows, all_warnings = [], []
-    for m in resolved.models:
-        try:
-            configured, optimum = configured_and_optimum(spec, m)
-        except PlanError as error:
-            sys.stderr.write(f"error: {m.name}: {error}\n")
-            raise typer.Exit(2)
-        warnings = compare_to_optimum(configured, optimum)
-        all_warnings += warnings
-        rows.append((m.name, configured, optimum, warnings))
+    found = verdict.stack_verdict(spec, resolved.models)
     if as_json:
-        sys.stdout.write(json.dumps([{"model": n, "configured": c.to_json(), "optimum": o.to_json(), "warnings": w}
-                                     for n, c, o, w in rows], indent=2) + "\n")
+        rows = []
+        for mv in found.models:
+            if mv.configured is None:
+                sys.stderr.write(f"error: {mv.name}: {mv.findings[0].message}\n")
+                raise typer.Exit(2)
+            rows.append({"model": mv.name, "configured": mv.configured.to_json(), "optimum": mv.optimum.to_json(),
+                         "warnings": [f"{f.key}: {f.message}" for f in mv.findings],
+                         "findings": [{"key": f.key, "kind": f.kind, "message": f.message} for f in mv.findings]})
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
         return
-    table = Table(title=f"{stack}: configured vs optimum ({spec.gpu.type}, {spec.slo.expected_qps:g} QPS, "
-                        f"TTFT {spec.slo.ttft_p99_ms} ms, TPOT {spec.slo.tpot_p99_ms} ms)")
-    for col in ("model", "choice", "TP", "PP", "maxNumSeqs", "replicas", "GPUs", "$/hour", "TTFT ms (margin)", "TPOT ms (margin)", "meets SLO"):
-        table.add_column(col)
-    for name, c, o, _ in rows:
-        for label, p in (("configured", c), ("optimum", o)):
-            table.add_row(name if label == "configured" else "", label, str(p.tensor_parallel), str(p.pipeline_parallel),
-                          str(p.max_num_seqs), str(p.replicas), str(p.gpus),
-                          "-" if p.cost_per_hour_usd is None else f"{p.cost_per_hour_usd:,.2f}",
-                          f"{p.ttft_ms_estimate:,.0f} ({p.ttft_margin_pct:+.0f}%)", f"{p.tpot_ms_estimate:,.1f} ({p.tpot_margin_pct:+.0f}%)",
-                          "yes" if p.meets_slo else "no")
-    out.print(table)
-    prices = {p.price_as_of for _, c, o, _ in rows for p in (c, o) if p.price_as_of}
+    import textwrap
+
+    lines = [f"{stack} ({spec.tier}, {spec.gpu.type}): {found.qps:g} QPS, TTFT p99 {spec.slo.ttft_p99_ms} ms, "
+             f"TPOT {spec.slo.tpot_p99_ms} ms"]
+    for mv in found.models:
+        if mv.configured is None:
+            sys.stderr.write(f"error: {mv.name}: {mv.findings[0].message}\n")
+            raise typer.Exit(2)
+        for label, p in (("configured", mv.configured), ("optimum", mv.optimum)):
+            cost = f"${p.cost_per_hour_usd:,.2f}/h" if p.cost_per_hour_usd is not None else f"{p.gpus} GPUs"
+            lines.append(f"  {mv.name} {label}: {p.describe()}, {cost}, TTFT {ms(p.ttft_ms_estimate)} "
+                         f"({p.ttft_margin_pct:+.0f}%), TPOT {ms(p.tpot_ms_estimate, 1)} ({p.tpot_margin_pct:+.0f}%), "
+                         f"{'meets' if (mv.meets_slo if label == 'configured' else p.meets_slo) else 'MISSES'} the SLOs")
+    lines.append(f"  tier: {found.recommended.reason}; {spec.tier} {'holds' if found.tier_holds else 'does NOT hold'} it")
+    width = max(60, min(out.width or 80, 100))
+    for line in lines:
+        sys.stdout.write("\n".join(textwrap.wrap(line, width, subsequent_indent="      ", break_long_words=False,
+                                                  break_on_hyphens=False)) + "\n")
+    prices = {p.price_as_of for mv in found.models for p in (mv.configured, mv.optimum) if p and p.price_as_of}
     if prices:
-        out.print(f"prices: AWS on-demand us-east-1 as of {', '.join(sorted(prices))}")
-    for warning in all_warnings:
-        out.print(f"warning: {warning}", markup=False)
+        sys.stdout.write(f"prices: AWS on-demand us-east-1 as of {', '.join(sorted(prices))}\n")
+    for f in found.all_findings():
+        sys.stdout.write("\n".join(textwrap.wrap(f"warning: {f.key}: {f.message}", width, subsequent_indent="    ",
+                                                  break_long_words=False, break_on_hyphens=False)) + "\n")
 
 
 @app.command()

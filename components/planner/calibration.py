@@ -15,6 +15,7 @@ generation:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cache
 from typing import Mapping, Optional
 
 from components.facts import gpu_catalog, model_catalog
@@ -106,3 +107,11 @@ def vllm_error_summary(table_rows: Optional[list[Row]] = None) -> dict[str, floa
     held_worst, held_median = stats([r for r in found if r.holdout])
     return {"worst": worst, "median": median, "holdout_worst": held_worst, "holdout_median": held_median,
             "rows": len(found)}
+
+
+@cache
+def slo_margin() -> float:
+    """The planner's measured error on vLLM: the largest |error| over the vLLM rows (fitted and
+    held out). `plan` sizes for SLO / (1 + this), so a configuration it recommends still meets
+    the SLO when vLLM runs that much slower than predicted."""
+    return round(vllm_error_summary()["worst"], 3)

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from components.facts import gpu_catalog
 from components.facts import ModelFacts
-from components.planner import memory, parallelism, search, tiering
+from components.planner import calibration, memory, parallelism, search, support, tiering
 
 # Headroom: replicas are planned so the load uses at most this share of their capacity (less
 # when the TTFT SLO needs shorter queues).
@@ -89,6 +89,12 @@ class PlanRequest(BaseModel):
     target_utilization: float = Field(default=DEFAULT_TARGET_UTILIZATION, gt=0, lt=1)
     price_per_instance_hour: Optional[float] = Field(default=None, gt=0)
     top: int = Field(default=DEFAULT_TOP, ge=0)
+    max_gpus: Optional[int] = Field(default=None, gt=0, description="Budget: at most this many GPUs in all.")
+    max_nodes: Optional[int] = Field(default=None, gt=0, description="Budget: at most this many nodes (instances).")
+    slo_margin: Optional[float] = Field(
+        default=None, ge=0, le=1,
+        description="Size for SLO / (1 + margin). None: the planner's measured error on vLLM "
+        "(calibration.slo_margin) when sizing, 0 when evaluating given replicas.")
 
 
 class Alternative(BaseModel):
@@ -157,6 +163,14 @@ class Plan(BaseModel):
     candidates_evaluated: int = 0
     alternatives: list[Alternative] = Field(default_factory=list)
     units: dict[str, str] = Field(default_factory=lambda: dict(UNITS))
+    # Added by issue #21 (vLLM calibration, one verdict, answers you can paste).
+    engine: str = "vllm"
+    slo_margin_pct: float = 0.0
+    notes: list[str] = Field(default_factory=list)
+    gpus_per_node: int = 0
+    budget_gpus: Optional[int] = None
+    within_budget: Optional[bool] = None
+    budget_qps: Optional[float] = None
 
     def to_json(self) -> dict:
         return self.model_dump(mode="json")
@@ -170,6 +184,12 @@ class PlanError(ValueError):
     """The model cannot be placed on this GPU type at all."""
 
 
+def margin_for(req: PlanRequest) -> float:
+    if req.slo_margin is not None:
+        return req.slo_margin
+    return 0.0 if req.replicas is not None else calibration.slo_margin()
+
+
 def _load(req: PlanRequest) -> search.Load:
     return search.Load(
         model=req.model, max_model_len=req.max_model_len, qps=req.qps, prompt_tokens=req.prompt_tokens,
@@ -177,7 +197,7 @@ def _load(req: PlanRequest) -> search.Load:
         availability_pct=req.availability_pct, gpu_memory_utilization=req.gpu_memory_utilization,
         gpus_per_node=req.gpus_per_node, kv_cache_dtype=req.kv_cache_dtype, min_sequences=req.min_sequences,
         target_utilization=req.target_utilization, price_per_instance_hour=req.price_per_instance_hour,
-        replicas=req.replicas,
+        replicas=req.replicas, slo_margin=margin_for(req),
     )
 
 
@@ -191,9 +211,14 @@ def plan(req: PlanRequest) -> Plan:
     ranked = search.candidates(load, gpu_keys, quantizations, req.max_num_seqs, parallel)
     if not ranked:
         raise PlanError(f"{req.model_key}: no servable quantization on {req.gpu_key}")
+    budget = None
+    if req.max_gpus is not None or req.max_nodes is not None:
+        ranked, budget = _within_budget(req, load, ranked)
     best = ranked[0]
     warnings: list[str] = []
     advice = None
+    if budget is not None and budget[1] is not None:
+        best = budget[1]
     if not best.fits:
         gpu = best.gpu
         per_node = req.gpus_per_node or gpu.max_gpus_per_node
@@ -211,7 +236,67 @@ def plan(req: PlanRequest) -> Plan:
     for miss in best.misses:
         if miss != "does not fit":
             warnings.append(f"misses SLO: {miss}")
-    return _to_plan(req, best, ranked, warnings, advice)
+    result = _to_plan(req, best, ranked, warnings, advice)
+    if budget is not None:
+        thin = budget[1] is not None and getattr(budget[1], "thin_margin", False)
+        result.budget_gpus, result.within_budget, result.budget_qps = budget[0], budget[1] is None or thin, budget[2]
+        if thin:
+            result.notes.append(f"fits the budget only without the {result.slo_margin_pct:g}% safety margin "
+                                "(the planner's measured error): estimates are within the SLOs, not below SLO / (1 + margin)")
+    return result
+
+
+def _budget_gpus(req: PlanRequest, c: search.Candidate) -> int:
+    per_node = req.gpus_per_node or c.gpu.max_gpus_per_node
+    limits = [req.max_gpus] if req.max_gpus is not None else []
+    if req.max_nodes is not None:
+        limits.append(req.max_nodes * per_node)
+    return min(limits)
+
+
+def _within_budget(req: PlanRequest, load: search.Load, ranked: list[search.Candidate]):
+    """Candidates within --max-gpus / --nodes first. When none carries the load, the shape that
+    carries the most within the budget, evaluated at the replicas that fit, with a miss saying so.
+    Returns (ranked, (budget GPUs, over-budget candidate or None, QPS the budget carries))."""
+    def nodes(c: search.Candidate) -> int:
+        return c.fleet.instances if c.fleet else math.ceil(c.gpus / (req.gpus_per_node or c.gpu.max_gpus_per_node))
+
+    def inside(c: search.Candidate) -> bool:
+        return (c.fits and c.gpus <= _budget_gpus(req, c)
+                and (req.max_nodes is None or nodes(c) <= req.max_nodes))
+
+    ok = [c for c in ranked if inside(c)]
+    if ok:
+        best = ok[0]
+        per = req.qps / max(1, best.replicas - best.spares) if req.qps > 0 else best.capacity_qps
+        carried = per * max(0, _budget_gpus(req, best) // best.gpus_per_replica - best.spares)
+        return ok + [c for c in ranked if not inside(c)], (_budget_gpus(req, best), None, round(carried, 2))
+    options = []
+    for c in search.distinct_configs(ranked):
+        limit = _budget_gpus(req, c)
+        if not c.fits or c.gpus_per_replica > limit or c.replicas < 1:
+            continue
+        n = limit // c.gpus_per_replica
+        if req.max_nodes is not None and c.pipeline_parallel > 1:
+            n = min(n, req.max_nodes // c.pipeline_parallel)
+        if n < 1:
+            continue
+        per = req.qps / max(1, c.replicas - c.spares) if req.qps > 0 else c.capacity_qps
+        options.append((per * max(0, n - c.spares), -(c.cost_per_hour or 0), c, n, limit))
+    if not options:
+        smallest = min((c.gpus_per_replica for c in ranked if c.fits), default=None)
+        need = f"one replica needs {smallest} GPUs" if smallest else "it fits no GPU type searched"
+        raise PlanError(f"{req.model_key} does not fit the budget (--max-gpus / --nodes): {need}")
+    carried, _, c, n, limit = max(options, key=lambda o: (o[0], o[1]))
+    fixed = search.Load(**{**load.__dict__, "replicas": n, "slo_margin": 0.0})
+    shaped = search.evaluate(fixed, c.gpu_key, c.quantization, c.tensor_parallel, c.pipeline_parallel, c.max_num_seqs)
+    cheapest = next((x for x in ranked if x.meets_slo), ranked[0])
+    if not shaped.misses:  # meets the SLOs, only without the safety margin
+        shaped.thin_margin = True
+        return [shaped] + ranked, (limit, shaped, round(carried, 2))
+    shaped.misses.append(f"over budget: {req.qps:g} QPS needs {cheapest.gpus} GPUs ({cheapest.label()}); "
+                         f"{limit} GPUs carry about {carried:.1f} QPS")
+    return [shaped] + ranked, (limit, shaped, round(carried, 2))
 
 
 def _sized_anyway(load: search.Load, c: search.Candidate) -> search.Candidate:
@@ -302,6 +387,9 @@ def _to_plan(req: PlanRequest, best: search.Candidate, ranked: list[search.Candi
         price_source=price_source,
         candidates_evaluated=len(ranked),
         alternatives=alternatives,
+        slo_margin_pct=round(margin_for(req) * 100, 1),
+        notes=[n for n in (support.note(best.quantization, best.gpu),) if n],
+        gpus_per_node=req.gpus_per_node or best.gpu.max_gpus_per_node,
     )
 
 
@@ -309,7 +397,8 @@ def compare_to_optimum(configured: Plan, optimum: Plan, cost_factor: float = 1.5
     """Warnings for a configured plan against the planner's optimum for the same model and load.
 
     Warns when the configured choice misses an SLO or costs more than `cost_factor` x the
-    optimum (GPUs when no price is known). Pure: the spec validator prints the same lines
+    optimum (GPUs when no price is known) and more than one replica beyond it (one spare
+    replica is redundancy, not waste). Pure: the spec validator prints the same lines
     (it reports SLO misses itself, with their keys, so it passes slo_misses=False)."""
     warnings = []
     name = configured.model
@@ -319,6 +408,16 @@ def compare_to_optimum(configured: Plan, optimum: Plan, cost_factor: float = 1.5
         if miss != "does not fit":
             warnings.append(f"{name}: configured {configured.describe()} misses an SLO: {miss}")
     a, b = configured.cost_per_hour_usd, optimum.cost_per_hour_usd
+    # The optimum plus one spare replica is the allowance: one replica more is redundancy.
+    spare = (optimum.replicas + 1) / optimum.replicas if optimum.replicas > 0 else 1.0
+    if a is not None and b is not None and b > 0:
+        if a > cost_factor * b * spare:
+            warnings.append(f"{name}: configured {configured.describe()} costs ${a:,.2f}/h, {a / b:.1f}x the optimum "
+                            f"{optimum.describe()} at ${b:,.2f}/h")
+    elif optimum.gpus > 0 and configured.gpus > cost_factor * optimum.gpus * spare:
+        warnings.append(f"{name}: configured {configured.describe()} uses {configured.gpus / optimum.gpus:.1f}x the GPUs "
+                        f"of the optimum {optimum.describe()}")
+    return warnings  # at most one replica more than the optimum: a spare, not waste
     if a is not None and b is not None and b > 0:
         if a > cost_factor * b:
             warnings.append(f"{name}: configured {configured.describe()} costs ${a:,.2f}/h, {a / b:.1f}x the optimum "

@@ -68,8 +68,18 @@ def build_request(model: Optional[str], gpu: str, quantization: Optional[str], m
                   availability: Optional[float], gpu_memory_utilization: float, concurrency: int = 1,
                   price_per_hour: Optional[float] = None, *, custom_json: Optional[str] = None,
                   tensor_parallel: Optional[int] = None, pipeline_parallel: Optional[int] = None,
-                  max_num_seqs: Optional[int] = None, top: int = 5, kv_cache_dtype: str = "auto") -> PlanRequest:
-    if custom_json is not None:
+                  max_num_seqs: Optional[int] = None, top: int = 5, kv_cache_dtype: str = "auto",
+                  max_gpus: Optional[int] = None, nodes: Optional[int] = None,
+                  model_config: Optional[str] = None) -> PlanRequest:
+    if model_config is not None and custom_json is not None:
+        raise PlanInputError("--model-config: give either --model-config or --custom-json, not both")
+    if model_config is not None:
+        from components.facts import hf_config
+        try:
+            key, facts = hf_config.load_model(model_config, model_id=model)
+        except hf_config.ModelConfigError as exc:
+            raise PlanInputError(f"--model-config: {exc}") from None
+    elif custom_json is not None:
         if model is not None:
             raise PlanInputError("--custom-json: give either --model or --custom-json, not both")
         key, facts = "custom", custom_model(custom_json)
@@ -79,7 +89,9 @@ def build_request(model: Optional[str], gpu: str, quantization: Optional[str], m
         found = resolve_model(model)
         if found is None:
             choices = list(model_catalog()) + [r for f in model_catalog().values() for r in f.hf_repos]
-            raise PlanInputError(f"--model: {model!r} is not in the catalog{suggestion(model, choices)}; known: {', '.join(model_catalog())}")
+            raise PlanInputError(f"--model: {model!r} is not in the catalog{suggestion(model, choices)}; known: "
+                                 f"{', '.join(model_catalog())}; for any other model give its config.json: "
+                                 "--model-config PATH (a file or a downloaded model directory)")
         key, facts = found
     if gpu != "any" and gpu not in gpu_catalog():
         raise PlanInputError(f"--gpu: {gpu!r} is not known{suggestion(gpu, gpu_catalog())}; known: any, {', '.join(gpu_catalog())}")
@@ -97,6 +109,8 @@ def build_request(model: Optional[str], gpu: str, quantization: Optional[str], m
     _number("--concurrency", concurrency, 1, 1_000_000)
     _number("--max-num-seqs", max_num_seqs, 1, MAX_NUM_SEQS)
     _number("--top", top, 0, MAX_TOP)
+    _number("--max-gpus", max_gpus, 1, 1_000_000)
+    _number("--nodes", nodes, 1, 100_000)
     if kv_cache_dtype not in KV_DTYPE_BYTES:
         raise PlanInputError(f"--kv-cache-dtype: {kv_cache_dtype!r} is not allowed; allowed: {', '.join(KV_DTYPE_BYTES)}")
     if max_model_len > facts.max_context:
@@ -128,7 +142,7 @@ def build_request(model: Optional[str], gpu: str, quantization: Optional[str], m
             prompt_tokens=prompt_tokens, output_tokens=output_tokens, ttft_slo_ms=ttft_ms, tpot_slo_ms=tpot_ms,
             availability_pct=availability, gpu_memory_utilization=gpu_memory_utilization, min_sequences=concurrency,
             price_per_instance_hour=price_per_hour, tensor_parallel=tensor_parallel, pipeline_parallel=pipeline_parallel,
-            max_num_seqs=max_num_seqs, top=top, kv_cache_dtype=kv_cache_dtype,
+            max_num_seqs=max_num_seqs, top=top, kv_cache_dtype=kv_cache_dtype, max_gpus=max_gpus, max_nodes=nodes,
         )
     except ValidationError as exc:  # a range the checks above missed: still name the field
         first = exc.errors()[0]

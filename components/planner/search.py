@@ -2,10 +2,10 @@
 
 Enumerated per candidate:
   GPU type        the requested one, or every catalog GPU (`any`)
-  quantization    what the model can be served in: the dtype of each published checkpoint
-                  (`checkpoint_dtype(repo)` for its hf_repos) plus online `fp8` from a 16-bit
-                  checkpoint on GPUs with FP8 tensor cores; never awq/gptq/int8/mxfp4 unless a
-                  checkpoint in that format exists
+  quantization    what vLLM can serve the model in on that GPU (components/planner/support.py):
+                  the dtype of each published checkpoint plus online `fp8` from a 16-bit
+                  checkpoint (weight-only FP8 Marlin on Ampere); never awq/gptq/int8/mxfp4
+                  unless a checkpoint in that format exists
   TP              powers of two that divide the attention heads and fit KV heads, <= GPUs/node
   PP              1, or (TP = a whole node) the fewest stages that fit and one more
   max_num_seqs    the requested value, or 16 ... 1024 in powers of two
@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Iterable, Optional
 
 from components.facts import GpuFacts, ModelFacts, gpu_catalog
-from components.planner import cost, memory, parallelism, perf, tiering
+from components.planner import cost, memory, parallelism, perf, support, tiering
 
 MAX_NUM_SEQS_LADDER = (16, 32, 64, 128, 256, 512, 1024)
 ONLINE_QUANTIZATION_FROM = ("bf16", "fp16")
@@ -37,27 +37,26 @@ def checkpoint_quantizations(model: ModelFacts) -> list[str]:
 
 
 def servable_quantizations(model: ModelFacts, gpu: Optional[GpuFacts]) -> list[str]:
-    """Checkpoint formats, plus fp8 made online from a 16-bit checkpoint where the GPU has FP8.
-
-    `gpu` None: any GPU (fp8 allowed if some catalog GPU has FP8)."""
-    found = checkpoint_quantizations(model)
-    has_fp8 = (gpu.fp8_tflops is not None) if gpu is not None else any(g.fp8_tflops for g in gpu_catalog().values())
-    if has_fp8 and "fp8" not in found and any(q in found for q in ONLINE_QUANTIZATION_FROM):
-        found.append("fp8")
+    """What vLLM can serve from the model's checkpoints (on `gpu`), by support.TABLE: the
+    checkpoint formats plus fp8 made online from a 16-bit checkpoint (W8A8 on FP8 tensor cores
+    from compute capability 8.9, weight-only FP8 Marlin on Ampere). `gpu` None: on some GPU."""
+    checkpoints = checkpoint_quantizations(model)
+    gpus = [gpu] if gpu is not None else list(gpu_catalog().values())
+    found = [q for q in support.TABLE if q in memory.BYTES_PER_PARAM
+             and any(support.problem(checkpoints, q, g) is None for g in gpus)]
+    if any(q in checkpoints for q in support.SIXTEEN_BIT):
+        found = [q for q in found if q not in support.SIXTEEN_BIT or q in checkpoints]  # no dtype-cast twins
     return sorted(found, key=list(memory.BYTES_PER_PARAM).index)
 
 
 def quantization_problem(model: ModelFacts, quantization: str, gpu: Optional[GpuFacts], gpu_key: str = "") -> Optional[str]:
-    """Why `quantization` cannot be served for this model (on this GPU), or None."""
-    if quantization in servable_quantizations(model, gpu):
+    """Why `quantization` cannot be served for this model (on this GPU), or None (support.TABLE)."""
+    checkpoints = checkpoint_quantizations(model)
+    found = support.problem(checkpoints, quantization, gpu, gpu_key)
+    if found is None:
         return None
-    have = ", ".join(checkpoint_quantizations(model))
-    if quantization == "fp8" and gpu is not None and gpu.fp8_tflops is None:
-        return f"fp8 needs FP8 tensor cores, which {gpu_key or gpu.name} lacks; checkpoints: {have}"
-    if quantization in ("fp16", "bf16") and any(q in checkpoint_quantizations(model) for q in ("fp16", "bf16")):
-        return None  # a 16-bit checkpoint serves either 16-bit dtype
-    return (f"{quantization!r} is not servable for this model: no published checkpoint is in that format "
-            f"(checkpoints: {have}); allowed: {', '.join(servable_quantizations(model, gpu))}")
+    allowed = servable_quantizations(model, gpu)
+    return f"{found}; allowed: {', '.join(allowed) if allowed else 'none'}"
 
 
 def availability_spares(availability_pct: Optional[float]) -> int:
@@ -90,6 +89,7 @@ class Load:
     target_utilization: float
     price_per_instance_hour: Optional[float]
     replicas: Optional[int] = None  # evaluate this many replicas instead of sizing them
+    slo_margin: float = 0.0  # size for SLO / (1 + margin): the model's measured error as headroom
 
 
 @dataclass
@@ -162,8 +162,11 @@ def evaluate(load: Load, gpu_key: str, quantization: str, tp: int, pp: int, max_
     rep = perf.replica(model, gpu, quantization, tp, pp, load.kv_cache_dtype)
     kv_rep = memory.kv_bytes_per_token_per_replica(model, tp, load.kv_cache_dtype)
     limit = min(memory.sequences_that_fit(placement.kv_budget_bytes, kv_rep, prompt + output), max_num_seqs)
-    limit = max(limit, 1)
-    c.batch = perf.largest_batch(rep, limit, prompt, output, load.tpot_slo_s)
+    limit = perf.saturated_batch(rep, max(limit, 1))  # vLLM keeps ~occupancy x the slots busy
+    tpot_target, ttft_target = load.tpot_slo_s / (1 + load.slo_margin), load.ttft_slo_s / (1 + load.slo_margin)
+    c.batch = perf.largest_batch(rep, limit, prompt, output, tpot_target)
+    if c.batch == 0 and load.slo_margin:
+        c.batch = perf.largest_batch(rep, limit, prompt, output, load.tpot_slo_s)
     if c.batch == 0:
         c.batch = 1
         c.misses.append(f"TPOT {rep.step_s(1, prompt, output) * 1000:.0f} ms at batch 1 > {load.tpot_slo_s * 1000:g} ms")
@@ -183,7 +186,9 @@ def evaluate(load: Load, gpu_key: str, quantization: str, tp: int, pp: int, max_
             c.misses.append(f"{load.replicas} replicas run at {c.utilization:.0%} of capacity "
                             f"(headroom target {cap:.0%}) for {load.qps:g} QPS")
     else:
-        rho = perf.highest_utilization(rep, c.batch, prompt, output, load.ttft_slo_s, cap)
+        rho = perf.highest_utilization(rep, c.batch, prompt, output, ttft_target, cap)
+        if rho <= 0 and load.slo_margin:
+            rho = perf.highest_utilization(rep, c.batch, prompt, output, load.ttft_slo_s, cap)
         c.utilization = rho if rho > 0 else cap
         load_replicas = math.ceil(load.qps / (c.capacity_qps * c.utilization) - 1e-9) if load.qps > 0 else 0
         c.replicas = max(load_replicas, 1) + c.spares

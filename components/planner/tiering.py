@@ -1,10 +1,12 @@
-"""Which tier a workload needs, by the whitepaper's thresholds.
+"""Which tier a workload needs: the one set of tier thresholds.
 
   QPS:           < 500 small, 500 - 10,000 medium, > 10,000 large
-  nodes:         1 - 8 small, 9 - 50 medium, > 50 large
+  nodes:         1 small (the small tier is one Docker host), 2 - 50 medium, > 50 large
   availability:  <= 99% small, <= 99.9% medium, > 99.9% large   (only when stated)
 The recommendation is the largest tier any criterion asks for; the reason names them. An
 availability nobody stated is no criterion (a default must not push every plan to medium).
+`plan`, `plan --stack`, `validate` and `migrate check` all decide through this module
+(components/planner/verdict.py), so the tier a plan names always holds that plan.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ TIERS = ("small", "medium", "large")
 
 QPS_MEDIUM_FROM = 500
 QPS_LARGE_ABOVE = 10_000
-NODES_SMALL_MAX = 8
+NODES_SMALL_MAX = 1  # the small tier is one host (components/small: Docker Compose on one GPU host)
 NODES_MEDIUM_MAX = 50
 AVAILABILITY_SMALL_MAX = 99.0
 AVAILABILITY_MEDIUM_MAX = 99.9
@@ -65,3 +67,13 @@ def recommend_tier(qps: float, nodes: int, availability_pct: Optional[float] = N
 
 def rule_of_thumb_gpus(qps: float) -> float:
     return qps / 1000 * RULE_OF_THUMB_GPUS_PER_1000_QPS
+
+
+def next_tier(tier: str) -> str | None:
+    i = TIERS.index(tier)
+    return TIERS[i + 1] if i + 1 < len(TIERS) else None
+
+
+def holds(tier: str, qps: float, nodes: int, availability_pct: Optional[float] = None) -> bool:
+    """Does `tier` hold this load (no criterion asks for a larger tier)?"""
+    return TIERS.index(recommend_tier(qps, nodes, availability_pct).tier) <= TIERS.index(tier)

@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from components.facts import ModelFacts, model_catalog, resolve_model
-from components.planner import PlanError, PlanRequest, loading, parallelism, plan
+from components.facts import ModelFacts, gpu_catalog, model_catalog, resolve_model
+from components.planner import PlanError, PlanRequest, loading, parallelism, plan, support
 from components.spec.errors import Problem
 from components.spec.model import ModelSpec, StackSpec
 from components.spec.resolved import ResolvedModel
@@ -19,13 +19,10 @@ from components.suggestions import suggestion
 
 DEFAULT_MAX_MODEL_LEN = 8192
 
-# What vLLM can produce from a 16-bit checkpoint at load time. fp8: online dynamic FP8
-# (Fp8OnlineLinearMethod; W8A8 from compute capability 8.9, weight-only FP8 Marlin from 7.5 —
-# vllm/model_executor/layers/quantization/fp8.py:186-190, 283-286 @v0.18.0). Every catalog GPU
-# is 8.0 or newer. bf16 <-> fp16 is a dtype cast. Nothing else is quantized online: awq, gptq,
-# int8 (W8A8) and mxfp4 need a checkpoint published in that format.
-ONLINE_FROM_16_BIT = ("bf16", "fp16", "fp8")
-SIXTEEN_BIT = ("bf16", "fp16")
+# What vLLM can produce from a 16-bit checkpoint at load time, and on which GPUs each format
+# runs: the one table components/planner/support.py (the planner uses the same).
+ONLINE_FROM_16_BIT = support.ONLINE_FROM_16_BIT
+SIXTEEN_BIT = support.SIXTEEN_BIT
 # Speculative methods that need multi-token-prediction layers in the target checkpoint
 # (vllm/config/speculative.py:214-336, 517-518 @v0.18.0: "Unsupported speculative method").
 MTP_METHODS = ("mtp",)
@@ -76,9 +73,11 @@ def loaded_quantization(m: ModelSpec, ident: ModelIdentity, spec: StackSpec, whe
     """The weight format vLLM will hold in memory, or None (problem recorded)."""
     checkpoint = ident.checkpoint_dtype
     wanted = m.quantization or checkpoint
-    if wanted == checkpoint:
-        return wanted
-    if checkpoint in SIXTEEN_BIT and wanted in ONLINE_FROM_16_BIT:
+    if support.can_load(checkpoint, wanted):
+        found = support.problem([checkpoint], wanted, gpu_catalog().get(spec.gpu.type), spec.gpu.type)
+        if found:
+            problems.append(Problem(f"{where}.quantization", found))
+            return None
         return wanted
     others = ident.facts.repos_with_dtype(wanted)
     if checkpoint in SIXTEEN_BIT:
