@@ -174,7 +174,8 @@ def container(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE, op
         },
         "readinessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 5, "failureThreshold": 3, "timeoutSeconds": 5},
         "livenessProbe": {"httpGet": {"path": "/health", "port": "http"}, "periodSeconds": 15, "failureThreshold": 4, "timeoutSeconds": 10},
-        "lifecycle": {"preStop": {"sleep": {"seconds": probes.PRESTOP_SLEEP_S}}},
+        # A group's leader drains before its workers stop (multinode.group_lifecycle).
+        "lifecycle": multinode.group_lifecycle(role) if role != SINGLE else {"preStop": {"sleep": {"seconds": probes.PRESTOP_SLEEP_S}}},
         "securityContext": restricted_container_security(),
         "volumeMounts": [
             {"name": "shm", "mountPath": "/dev/shm"},
@@ -198,7 +199,7 @@ def container(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE, op
 def pod_spec(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE, options: ServingOptions = DEFAULT) -> dict:
     spec: dict = {
         "automountServiceAccountToken": False,
-        "terminationGracePeriodSeconds": probes.TERMINATION_GRACE_S,
+        "terminationGracePeriodSeconds": multinode.termination_grace_s(role) if role != SINGLE else probes.TERMINATION_GRACE_S,
         "securityContext": {"runAsNonRoot": True, "fsGroup": RUN_AS_ID, "seccompProfile": {"type": "RuntimeDefault"}},
         "nodeSelector": {GPU_PRODUCT_LABEL: stack.gpu.product_label},
         "tolerations": [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}],

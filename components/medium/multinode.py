@@ -14,7 +14,9 @@ How a replica that spans nodes runs (kubernetes-sigs/lws v0.9.0, vLLM 0.18.0):
     prepended to the container's env, so `$(VAR)` in args expands to them;
   - vLLM's native multi-node launcher (components.serving.vllm_args.vllm_multinode_args):
     leader `--nnodes N --node-rank 0 --master-addr $(LWS_LEADER_ADDRESS)`, workers the same with
-    `--node-rank $(LWS_WORKER_INDEX) --headless`.
+    `--node-rank $(LWS_WORKER_INDEX) --headless`;
+  - stopping a group (rollout, scale-in, eviction): the leader drains, the workers outlive it
+    (group_lifecycle, termination_grace_s below).
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ from collections import Counter
 from components.facts.kubernetes import minor
 from components.medium import efa
 from components.medium.names import APP_LABEL, LWS_GROUP_KEY_LABEL, LWS_NAME_LABEL, PART_OF, group_set, workload
-from components.serving.vllm_args import vllm_multinode_args
+from components.serving import probes
+from components.serving.vllm_args import MULTINODE_MASTER_PORT, vllm_multinode_args
 from components.spec import ResolvedModel, ResolvedStack
 
 SINGLE, LEADER, WORKER = "single", "leader", "worker"
@@ -98,3 +101,53 @@ def group_network_policy(model: ResolvedModel, ns: str) -> dict:
                  "ingress": [{"from": [{"podSelector": pods}]}],
                  "egress": [{"to": [{"podSelector": pods}]}]},
     }
+
+
+# --- stopping a group: the leader drains, the workers outlive it -----------------------------
+#
+# vLLM 0.18.0 (vllm-project/vllm@v0.18.0):
+#   - the leader (API server) on SIGTERM drains: the engine rejects new requests and finishes
+#     the ones in flight for up to --shutdown-timeout, then the process exits
+#     (vllm/entrypoints/launcher.py:95-117, vllm/v1/engine/core.py:1193-1226);
+#   - a headless worker (node rank > 0) exits at once on SIGTERM: run_headless's handler raises
+#     SystemExit and its node_rank_within_dp > 0 path never reads --shutdown-timeout
+#     (vllm/entrypoints/cli/serve.py:170-198).
+# When a group's pods are deleted together, a worker gone mid-drain takes the group's NCCL/Gloo
+# peers away and every request in flight on the leader fails. So:
+#   - leader: preStop sleeps PRESTOP_SLEEP_S (its endpoint leaves the Service and the router
+#     while it still serves), then SIGTERM and vLLM's drain; grace = TERMINATION_GRACE_S;
+#   - worker: preStop waits until the leader is gone, at most the leader's whole grace period
+#     (LEADER_GONE_WAIT_S), and only then does the kubelet send SIGTERM; its grace period
+#     exceeds the leader's by WORKER_STOP_MARGIN_S, so the kubelet never kills it first.
+# "Gone": no established TCP connection from this pod to the leader's master port (the
+# torch.distributed store lives in the leader's process until it exits) and no answer there at
+# $LWS_LEADER_ADDRESS. A worker deleted alone (its node drained) waits the same budget while
+# the leader serves, then stops; the group is recreated either way (RecreateGroupOnPodRestart).
+LEADER_GONE_WAIT_S = probes.TERMINATION_GRACE_S
+WORKER_STOP_MARGIN_S = 15
+
+
+def leader_gone_wait_script(port: int = MULTINODE_MASTER_PORT, budget_s: int = LEADER_GONE_WAIT_S) -> str:
+    """The worker's preStop (bash): block while the group's leader is alive, at most budget_s."""
+    return (
+        f"end=$((SECONDS + {budget_s})); "
+        f"alive() {{ grep -qE '^ *[0-9]+: [0-9A-F]+:[0-9A-F]{{4}} [0-9A-F]+:{port:04X} 01 ' /proc/net/tcp /proc/net/tcp6 2>/dev/null"
+        f" || timeout 3 bash -c 'exec 3<>\"/dev/tcp/$0/$1\"' \"$LWS_LEADER_ADDRESS\" {port} 2>/dev/null; }}; "
+        f"while ((SECONDS < end)) && alive; do sleep 1; done"
+    )
+
+
+def group_lifecycle(role: str) -> dict:
+    """The container lifecycle of a group pod: the leader's preStop lets it leave the endpoints
+    before vLLM drains; the worker's waits for the leader to exit."""
+    if role == WORKER:
+        return {"preStop": {"exec": {"command": ["/bin/bash", "-c", leader_gone_wait_script()]}}}
+    return {"preStop": {"sleep": {"seconds": probes.PRESTOP_SLEEP_S}}}
+
+
+def termination_grace_s(role: str) -> int:
+    """terminationGracePeriodSeconds of a group pod (it counts the preStop): workers outlive the
+    leader's whole grace period."""
+    if role == WORKER:
+        return LEADER_GONE_WAIT_S + WORKER_STOP_MARGIN_S
+    return probes.TERMINATION_GRACE_S

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -356,3 +357,89 @@ def test_vllm_multinode_args():
             vllm_multinode_args(model, rank, "10.0.0.1", headless)
     single = example_stack("medium-prod").model("llama-70b")
     assert vllm_multinode_args(single, 0, "x", False) == []
+
+
+# --- stopping a group: the leader drains, the workers outlive it (issue #18 item 4) -----------
+
+@pytest.mark.parametrize("name", MULTI)
+def test_group_stop_drains_the_leader_and_workers_outlive_it(medium, name):
+    from components.serving import probes
+
+    sets = of_kind(medium[name], "LeaderWorkerSet")
+    assert sets
+    for lws in sets:
+        templates = lws["spec"]["leaderWorkerTemplate"]
+        leader, worker = templates["leaderTemplate"]["spec"], templates["workerTemplate"]["spec"]
+        (lc,), (wc,) = leader["containers"], worker["containers"]
+        # Leader: leaves the endpoints while it still serves, then vLLM drains within its grace.
+        assert lc["lifecycle"] == {"preStop": {"sleep": {"seconds": probes.PRESTOP_SLEEP_S}}}
+        assert leader["terminationGracePeriodSeconds"] >= probes.PRESTOP_SLEEP_S + probes.VLLM_SHUTDOWN_TIMEOUT_S
+        # Worker: SIGTERM (which a headless vLLM obeys at once) only after the leader is gone,
+        # waiting at most the leader's whole grace; the kubelet never kills it before that.
+        command = wc["lifecycle"]["preStop"]["exec"]["command"]
+        assert command[:2] == ["/bin/bash", "-c"]
+        assert "$LWS_LEADER_ADDRESS" in command[2] and f"{MULTINODE_MASTER_PORT:04X}" in command[2]
+        budget = int(re.search(r"SECONDS \+ (\d+)", command[2]).group(1))
+        assert budget >= leader["terminationGracePeriodSeconds"]
+        assert worker["terminationGracePeriodSeconds"] > budget
+
+
+def test_worker_prestop_waits_for_the_leader_to_exit():
+    """The worker's preStop script itself, with bash: it returns at once when the leader is gone,
+    blocks while the leader accepts on its master port, or while this pod still holds an
+    established connection to that port (the leader's address no longer resolving), and never
+    past its budget."""
+    import os
+    import socket
+    import subprocess
+    import threading
+    import time
+
+    port = 29577
+
+    def run(address: str, budget_s: int = 8) -> float:
+        script = multinode.leader_gone_wait_script(port=port, budget_s=budget_s)
+        start = time.monotonic()
+        subprocess.run(["bash", "-c", script], env=dict(os.environ, LWS_LEADER_ADDRESS=address), check=True, timeout=30)
+        return time.monotonic() - start
+
+    def listener() -> socket.socket:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen(8)
+        return s
+
+    assert run("127.0.0.1") < 1  # nobody listens: the leader is gone
+
+    leader = listener()
+
+    def accept() -> None:
+        while True:
+            try:
+                leader.accept()[0].close()
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    threading.Timer(2.5, leader.close).start()
+    assert 2.5 <= run("127.0.0.1") < 6  # waits while the leader listens
+
+    leader = listener()
+    client = socket.create_connection(("127.0.0.1", port))
+    server_side, _ = leader.accept()
+    leader.close()
+
+    def leader_exits() -> None:
+        client.close()
+        server_side.close()
+
+    threading.Timer(2.5, leader_exits).start()
+    assert 2.5 <= run("leader.invalid") < 6  # the established connection alone keeps it waiting
+
+    leader = listener()
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        assert 2 <= run("127.0.0.1", budget_s=2) < 5  # a leader that never exits: the budget ends it
+    finally:
+        leader.close()
