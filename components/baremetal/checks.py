@@ -6,8 +6,42 @@ names) is the placement step's (components.planner.placement), run by the spec's
 
 from __future__ import annotations
 
+import ipaddress
+
+from components.facts import gpu_catalog
 from components.spec.errors import Problem
 from components.spec.model import BaremetalTarget, StackSpec
+
+# NVSwitch boards (HGX/DGX A100, H100, H200, B200) carry 8 SXM GPUs on one NVSwitch fabric and
+# need the fabric manager before CUDA can use them: "On NVSwitch-based systems ... FM must be
+# running before CUDA applications can run" (NVIDIA Fabric Manager User Guide, "Overview";
+# without it CUDA reports error 802, "system not yet initialized"). PCIe cards (the catalog's
+# `interconnect.kind: pcie*`: L4, L40S, A10G, RTX 4090) never sit on an NVSwitch; the catalog's
+# NVLink types are the SXM parts whose per-GPU NVLink figure needs the switch.
+NVSWITCH_BOARD_GPUS = 8
+
+
+def _address_key(address: str) -> str:
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return address.lower().rstrip(".")
+
+
+def _address(i: int, host, hosts: int) -> list[Problem]:
+    try:
+        ip = ipaddress.ip_address(host.address)
+    except ValueError:
+        return []
+    key = f"target.hosts[{i}].address"
+    if ip.is_unspecified or ip.is_multicast:
+        return [Problem(key, f"{host.address} is not a host's address (unspecified or multicast); give the address "
+                        "Ansible reaches the host at")]
+    if ip.is_loopback and hosts > 1:
+        return [Problem(key, f"{host.address} is the loopback address, but the stack has {hosts} hosts: each would be "
+                        "the machine Ansible runs on, and multi-node replicas reach each other at these addresses "
+                        "(VLLM_HOST_IP); give every host its own reachable address")]
+    return []
 
 
 def problems(spec: StackSpec) -> list[Problem]:
@@ -15,12 +49,59 @@ def problems(spec: StackSpec) -> list[Problem]:
     target = spec.target
     if not isinstance(target, BaremetalTarget):
         return out
+    catalog = gpu_catalog()
+    addresses: dict[str, int] = {}
     for i, host in enumerate(target.hosts):
+        where = f"target.hosts[{i}]"
         if host.models and "inference" not in host.roles:
-            out.append(Problem(f"target.hosts[{i}].roles", f"{host.name} lists models but is not in the inference group "
+            out.append(Problem(f"{where}.roles", f"{host.name} lists models but is not in the inference group "
                                "(the vLLM role runs only there): add 'inference' or remove its models"))
-        if host.nvswitch and host.gpus == 0:
-            out.append(Problem(f"target.hosts[{i}].nvswitch", f"{host.name} has no GPUs; an NVSwitch board has 8"))
+        out += _address(i, host, len(target.hosts))
+        address = _address_key(host.address)
+        if address in addresses:
+            first = target.hosts[addresses[address]]
+            out.append(Problem(f"{where}.address", (
+                f"{host.address} is also hosts[{addresses[address]}] ({first.name})'s address: one machine would be "
+                "counted twice (its GPUs given to two hosts' replicas, two sets of units on one GPU set); list each "
+                "machine once")))
+        addresses.setdefault(address, i)
+        gpu_type = host.gpu_type or spec.gpu.type
+        facts = catalog[gpu_type]
+        pcie = facts.interconnect.kind.startswith("pcie")
+        if host.gpus > facts.max_gpus_per_node:
+            out.append(Problem(f"{where}.gpus", (
+                f"{host.gpus} {gpu_type} GPUs in one host; servers carry at most {facts.max_gpus_per_node} "
+                f"(components/facts/gpus.yaml max_gpus_per_node): list each machine as its own host")))
+        if host.nvswitch:
+            if host.gpus == 0:
+                out.append(Problem(f"{where}.nvswitch", f"{host.name} has no GPUs; an NVSwitch board has "
+                                   f"{NVSWITCH_BOARD_GPUS}"))
+            elif pcie:
+                out.append(Problem(f"{where}.nvswitch", (
+                    f"{gpu_type} GPUs are PCIe cards ({facts.interconnect.kind}); NVSwitch boards (HGX/DGX) carry SXM "
+                    "GPUs: set nvswitch: false (the fabric manager would be installed for a switch that is not there)")))
+            elif host.gpus != NVSWITCH_BOARD_GPUS:
+                out.append(Problem(f"{where}.nvswitch", (
+                    f"{host.name} has {host.gpus} GPUs; an NVSwitch board (HGX/DGX) has {NVSWITCH_BOARD_GPUS} "
+                    "(4-GPU HGX boards link their GPUs directly, without NVSwitch): set gpus: 8 or nvswitch: false")))
+    return out
+
+
+def risks(spec: StackSpec) -> list[Problem]:
+    """Legal but likely wrong (warnings: `validate --strict` fails on them)."""
+    out: list[Problem] = []
+    if not isinstance(spec.target, BaremetalTarget):
+        return out
+    catalog = gpu_catalog()
+    for i, host in enumerate(spec.target.hosts):
+        gpu_type = host.gpu_type or spec.gpu.type
+        facts = catalog[gpu_type]
+        if not host.nvswitch and not facts.interconnect.kind.startswith("pcie") and host.gpus == NVSWITCH_BOARD_GPUS:
+            out.append(Problem(f"target.hosts[{i}].nvswitch", (
+                f"false, but {host.name} has {NVSWITCH_BOARD_GPUS} {gpu_type} GPUs ({facts.interconnect.kind}, "
+                f"{facts.interconnect.bandwidth_gbs:g} GB/s per GPU): that is an HGX/DGX NVSwitch board, whose GPUs "
+                "CUDA cannot use until the fabric manager runs (NVIDIA Fabric Manager User Guide); set nvswitch: true "
+                "so the nvidia_fabricmanager role installs it")))
     return out
 
 

@@ -12,6 +12,7 @@ import functools
 from pathlib import Path
 
 from components.large import facts, sizing
+from components.spec import aws_regions
 from components.spec.errors import Problem
 from components.spec.fleet import fleet_for, total_gpus
 from components.spec.model import MultiRegionTarget, StackSpec
@@ -65,8 +66,129 @@ def _traffic(spec: StackSpec, out: list[Problem]) -> None:
             elif r.gateway.load_balancer_arn is None:
                 out.append(Problem(f"target.regions[{i}].gateway.loadBalancerArn",
                                    "required with globalAccelerator: the region's gateway NLB/ALB is its endpoint"))
-    if large.topology == "active-passive" and sum(r.traffic_dial == 0 for r in regions) == len(regions):
+    if sum(r.traffic_dial == 0 for r in regions) == len(regions):
         out.append(Problem("target.regions", "every region has trafficDial 0: nothing serves"))
+
+
+def _covers(certificate_name: str, host: str) -> bool:
+    """Does a certificate / route name cover `host`? A wildcard covers exactly one label (RFC 6125 6.4.3)."""
+    if certificate_name.startswith("*."):
+        return host.count(".") == certificate_name.count(".") and host.endswith(certificate_name[1:])
+    return certificate_name == host
+
+
+def _geography(spec: StackSpec, out: list[Problem]) -> None:
+    """AWS regions that exist and share a partition, clusters counted once, names that neither loop
+    nor collide, and what Route 53 allows at a zone apex."""
+    regions, traffic, topology = spec.target.regions, spec.large.global_traffic, spec.large.topology
+    partitions: dict[str, int] = {}
+    eks_regions: dict[str, int] = {}
+    clusters: dict[tuple, int] = {}
+    hostnames: dict[str, int] = {}
+    for i, r in enumerate(regions):
+        where = f"target.regions[{i}]"
+        unknown = aws_regions.unknown_region(r.aws_region)
+        if unknown:
+            out.append(Problem(f"{where}.awsRegion", unknown))
+        else:
+            part = aws_regions.partition(r.aws_region)
+            if partitions and part not in partitions:
+                first = next(iter(partitions))
+                out.append(Problem(f"{where}.awsRegion", (
+                    f"{r.aws_region!r} is in AWS partition {part}, regions[{partitions[first]}] in {first}: one stack's "
+                    "credentials, hosted zone, health checks and accelerator belong to one partition")))
+            partitions.setdefault(part, i)
+            if r.cluster == "eks":
+                if r.aws_region in eks_regions and topology != "single-region-multi-az":
+                    out.append(Problem(f"{where}.awsRegion", (
+                        f"{r.aws_region!r} is also regions[{eks_regions[r.aws_region]}]'s AWS region: one regional "
+                        f"outage takes both, so topology {topology!r} would count one failure domain twice; use "
+                        "another AWS region, or one region with more gpuNodes")))
+                eks_regions.setdefault(r.aws_region, i)
+        if r.cluster == "kubernetes":
+            cluster = (r.kubeconfig, r.context)
+            if r.context is not None and cluster in clusters:
+                out.append(Problem(f"{where}.context", (
+                    f"{r.context!r} is also regions[{clusters[cluster]}]'s cluster (same kubeconfig context): one "
+                    "cluster would be counted twice for capacity and N+1, and each region's objects deployed on top "
+                    "of the other's: list the cluster once")))
+            clusters.setdefault(cluster, i)
+        host = r.gateway.hostname
+        if host.startswith("*."):
+            out.append(Problem(f"{where}.gateway.hostname", (
+                f"{host!r} is a wildcard; records point at and health checks probe one real name: give the region "
+                "gateway's own DNS name")))
+        elif _covers(host, traffic.domain) or host == traffic.domain:
+            out.append(Problem(f"{where}.gateway.hostname", (
+                f"{host!r} is the global name large.globalTraffic.domain itself: its record would point at itself (a "
+                "CNAME loop) and the health check would probe the global name, not this region; use the region "
+                "gateway's own name, e.g. <region>." + traffic.domain)))
+        elif host in hostnames:
+            out.append(Problem(f"{where}.gateway.hostname", (
+                f"{host!r} is also regions[{hostnames[host]}]'s gateway: both records and health checks would reach "
+                "the same load balancer, so one region's failure could not be told from the other's")))
+        hostnames.setdefault(host, i)
+    # A CNAME cannot sit at a zone apex (RFC 1034 3.6.2: a CNAME has no other data, the apex has
+    # SOA and NS; Route 53 refuses it: "You can't create a CNAME record at the zone apex", Route 53
+    # developer guide, "Choosing between alias and non-alias records"). The route53 kind writes
+    # CNAME records (components/large/traffic.py); a name of two labels is always a zone's apex
+    # (no hosted zone can be a bare top-level domain).
+    if traffic.kind == "route53" and traffic.domain.count(".") == 1:
+        out.append(Problem("large.globalTraffic.domain", (
+            f"{traffic.domain!r} is a zone apex, where Route 53 refuses the CNAME records the route53 kind creates "
+            f"(RFC 1034 3.6.2): use a name below it, e.g. llm.{traffic.domain}, or globalTraffic.kind: "
+            "globalAccelerator (an alias A record)")))
+    tls = spec.security.tls
+    if tls.hostname and not _covers(tls.hostname, traffic.domain):
+        out.append(Problem("security.tls.hostname", (
+            f"{tls.hostname!r} does not cover large.globalTraffic.domain {traffic.domain!r}, the name clients use: "
+            "every region's route serves only security.tls.hostname (and its certificate names only it), so requests "
+            f"for {traffic.domain} would get 404 or a certificate error: set it to {traffic.domain!r}")))
+    if not spec.security.api_auth:
+        out.append(Problem("security.apiAuth", (
+            f"false on the large tier: {traffic.domain} is published in Route 53 / on anycast addresses for anyone "
+            "to reach, so anyone could use every region's GPUs; set apiAuth: true (clients send the apiKey secret)")))
+
+
+def _standby(spec: StackSpec, names: dict[str, int], out: list[Problem]) -> None:
+    """active-passive: the secondary serves every model the primary does, and takes traffic."""
+    if spec.large.topology != "active-passive" or len(spec.target.regions) < 2:
+        return
+    primary = sizing.primary(spec)
+    standby = [(i, r) for i, r in enumerate(spec.target.regions) if r is not primary]
+    for i, r in standby:
+        if r.traffic_dial == 0 and spec.large.global_traffic.kind == "route53":
+            out.append(Problem(f"target.regions[{i}].trafficDial", (
+                f"0 withdraws {r.name!r}'s SECONDARY record: when {primary.name!r} fails, Route 53 has nowhere to "
+                "fail over to; keep the standby's dial above 0")))
+    for rm in primary.models:
+        if rm.name in names and not any(m.name == rm.name for _, r in standby for m in r.models):
+            i, r = standby[0]
+            out.append(Problem(f"target.regions[{i}].models", (
+                f"the standby {r.name!r} does not serve {rm.name!r}, which the primary {primary.name!r} serves: after a "
+                f"failover every {rm.name} request would fail; list it here")))
+
+
+def _standby_capacity(spec: StackSpec, models: dict, names: dict[str, int], out: list[Problem]) -> None:
+    """active-passive: at its maxReplicas the standby carries each model's peak on its own."""
+    if spec.large.topology != "active-passive" or len(spec.target.regions) < 2:
+        return
+    primary = sizing.primary(spec)
+    for name, m in models.items():
+        serving = [(i, r, rm) for i, r in enumerate(spec.target.regions) if r is not primary
+                   for rm in r.models if rm.name == name]
+        if not serving:
+            continue
+        carried = sum(sizing.usable_qps(m, rm.max_replicas) for _, _, rm in serving)
+        if carried < m.expected_qps:
+            i, r, rm = serving[0]
+            short = -(-(m.expected_qps - carried) // sizing.usable_qps(m, 1))
+            out.append(Problem(f"target.regions[{i}].models", (
+                f"the standby {r.name!r} carries {carried:.1f} req/s of {name} at maxReplicas {rm.max_replicas}, below "
+                f"the peak {m.expected_qps:g} req/s (models[{names[name]}].expectedQps or slo.expectedQps; "
+                f"{m.plan.replica_capacity_qps:.2f} req/s per replica by the planner, at "
+                f"{sizing.DEFAULT_TARGET_UTILIZATION:.0%}): after a failover it cannot carry the load; raise its "
+                f"maxReplicas by >= {short:.0f}")))
 
 
 def _regions(spec: StackSpec, names: dict[str, int], out: list[Problem]) -> None:
@@ -142,6 +264,7 @@ def _capacity(spec: StackSpec, names: dict[str, int], out: list[Problem]) -> Non
                                        f"{v.model}: {v.reason}; spot would lose replicas the model needs: raise "
                                        f"onDemandFloorNodes to >= {-(-sizing.min_gpus(r, models) // spec.gpu.per_node)} "
                                        "or set large.karpenter.spot: false"))
+    _standby_capacity(spec, models, names, out)
     if spec.large.topology in ("active-active", "global"):
         for n in sizing.n_plus_one(spec, models):
             if n.holds or len(n.per_region_qps) < 2:
@@ -177,7 +300,9 @@ def problems(spec: StackSpec) -> list[Problem]:
             out.append(Problem(f"models[{i}].autoscaling", "the large tier scales per region: set "
                                "target.regions[].models[].minReplicas/maxReplicas instead"))
     _traffic(spec, out)
+    _geography(spec, out)
     _regions(spec, names, out)
+    _standby(spec, names, out)
     if spec.large.canary is not None:
         for j, c in enumerate(spec.large.canary.models):
             if c.name not in names:

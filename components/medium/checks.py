@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 
 from components.facts import gpu_catalog
+from components.spec import aws_regions
 from components.spec.errors import Problem
 from components.spec.model import EksNodeGroup, EksTarget, StackSpec
 
@@ -29,6 +30,9 @@ def problems(spec: StackSpec) -> list[Problem]:
     out: list[Problem] = []
     target, plat = spec.target, spec.platform
     if isinstance(target, EksTarget):
+        unknown = aws_regions.unknown_region(target.region)
+        if unknown:
+            out.append(Problem("target.region", unknown))
         out += _node_group(target.gpu_node_group, "target.gpuNodeGroup")
         out += _node_group(target.system_node_group, "target.systemNodeGroup")
         instances = {i.type: i for i in gpu_catalog()[spec.gpu.type].aws_instances}

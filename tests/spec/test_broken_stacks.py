@@ -90,5 +90,6 @@ def test_the_installed_command_refuses_as_the_entry_does(subprocess_outcomes, ou
 
 def test_corpus_covers_every_class_of_issue_10():
     classes = {c["class"] for c in CASES.values()}
-    assert {"quantization", "context", "names", "duplicates", "types", "cloud", "placement", "cascade"} <= classes
+    assert {"quantization", "context", "names", "duplicates", "types", "cloud", "placement", "cascade",
+            "large", "exposure", "gateway", "hosts"} <= classes
     assert len(CASES) == len(CORPUS["cases"]), "case ids must be unique"
