@@ -13,6 +13,12 @@ SpecError on `--out`, exit 2) when it holds anything tierscale did not write: a 
 directory without the marker, or a file the marker does not list. The one exception: files
 at paths this render writes itself (what `tierscale inventory` or `pulumi up` write under
 `build/<stack>/ansible/`) are replaced, marker or not.
+
+No write follows a link inside the output directory (docs/render.md): every file goes to a
+fresh temporary file in its directory (O_CREAT|O_EXCL|O_NOFOLLOW) and is renamed over its
+path, all through directory descriptors opened with O_NOFOLLOW; a symlink at a path render
+writes, or a symlinked directory above one, is refused (exit 2 naming it); a hard link there
+is replaced by the rename, never written through.
 """
 
 from __future__ import annotations
