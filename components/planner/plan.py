@@ -246,6 +246,25 @@ def plan(req: PlanRequest) -> Plan:
     return result
 
 
+def _one_host_fleet(req: PlanRequest, c: search.Candidate):
+    """The cheapest single instance (or self-hosted node) holding every replica, if one can."""
+    from components.planner import cost
+
+    if c.pipeline_parallel > 1 or c.replicas < 1:
+        return None
+    per_node = req.gpus_per_node or c.gpu.max_gpus_per_node
+    if c.gpus > per_node:
+        return None
+    options = [i for i in c.gpu.aws_instances if i.gpus >= c.gpus]
+    if options:
+        inst = min(options, key=lambda i: i.usd_per_hour)
+        price = req.price_per_instance_hour if req.price_per_instance_hour is not None else inst.usd_per_hour
+        return cost.Fleet(inst.type, 1, price)
+    if c.gpu.aws_instances:
+        return None
+    return cost.Fleet(None, 1, req.price_per_instance_hour)
+
+
 def _budget_gpus(req: PlanRequest, c: search.Candidate) -> int:
     per_node = req.gpus_per_node or c.gpu.max_gpus_per_node
     limits = [req.max_gpus] if req.max_gpus is not None else []
@@ -315,6 +334,16 @@ def _to_plan(req: PlanRequest, best: search.Candidate, ranked: list[search.Candi
     fleet = best.fleet
     nodes = fleet.instances if fleet else max(1, math.ceil(best.replicas * gpus_per_replica / best.gpu.max_gpus_per_node))
     tiers = tiering.recommend_tier(req.qps, nodes, req.availability_pct)
+    one_host = _one_host_fleet(req, best)
+    if nodes > 1 and one_host is not None and tiering.recommend_tier(req.qps, 1, req.availability_pct).tier == "small":
+        # Everything fits one host: the small tier on that host, not a fleet of single-GPU nodes.
+        if best.fleet is not None and best.fleet.usd_per_hour is not None and one_host.usd_per_hour is not None \
+                and best.fleet.usd_per_hour < one_host.usd_per_hour:
+            warnings.append(f"one host ({one_host.instance_type}, ${one_host.usd_per_hour:,.2f}/h) keeps this on the "
+                            f"small tier; {best.fleet.instances} x {best.fleet.instance_type} would cost "
+                            f"${best.fleet.usd_per_hour:,.2f}/h on the medium tier")
+        fleet, nodes = one_host, 1
+        tiers = tiering.recommend_tier(req.qps, nodes, req.availability_pct)
     usd_hour = fleet.usd_per_hour if fleet else None
     tokens_per_hour = best.replicas * best.decode_tokens_per_s * 3600
     per_million = usd_hour / tokens_per_hour * 1e6 if usd_hour is not None and tokens_per_hour > 0 else None
