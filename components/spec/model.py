@@ -245,6 +245,37 @@ class Autoscaling(SpecModel):
         return value
 
 
+# KV-cache tiers beyond the GPU (L1): rendered by components/serving/kv_cache.py as the pinned
+# vLLM's own offloading flags; docs/how-to/kv-cache.md.
+ABS_PATH = r"^/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$"
+
+
+class KvDiskTier(SpecModel):
+    size_gb: PositiveInt = Field(le=100_000, description="Disk for this tier per replica (GiB); vLLM 0.32.0's fs tier "
+                                 "never deletes, so this is the volume size it fills, not a quota vLLM keeps.")
+    path: Optional[str] = Field(default=None, pattern=ABS_PATH, description="Host directory (bare metal, Compose); "
+                                "default /var/cache/tierscale-kv/<model>.")
+    storage_class: Optional[str] = Field(default=None, pattern=DNS_SUBDOMAIN, description="Kubernetes: StorageClass of "
+                                         "the per-pod ephemeral volume (local NVMe); default: the cluster default.")
+
+
+class KvRemoteTier(SpecModel):
+    kind: Literal["sharedFilesystem"] = Field(description="sharedFilesystem: vLLM's fs tier on a volume every replica "
+                                              "mounts (NFS/EFS/Lustre); replicas read each other's KV blocks.")
+    size_gb: PositiveInt = Field(le=1_000_000, description="Size of the shared volume (GiB).")
+    path: Optional[str] = Field(default=None, pattern=ABS_PATH, description="Host mount point of the shared file "
+                                "system (bare metal, Compose; mounted by you).")
+    storage_class: Optional[str] = Field(default=None, pattern=DNS_SUBDOMAIN, description="Kubernetes: a "
+                                         "ReadWriteMany StorageClass (e.g. efs-sc); default: the cluster default.")
+
+
+class KvCacheSpec(SpecModel):
+    cpu_offload_gb: PositiveInt = Field(le=16_384, description="L2: CPU memory per replica for offloaded KV blocks "
+                                        "(GiB; vLLM --kv-offloading-size, summed over TP ranks).")
+    disk: Optional[KvDiskTier] = Field(default=None, description="L3: local disk (NVMe) behind the CPU tier.")
+    remote: Optional[KvRemoteTier] = Field(default=None, description="L4: a store shared by the model's replicas.")
+
+
 class ModelSpec(SpecModel):
     id: str = Field(
         min_length=1,
@@ -275,6 +306,9 @@ class ModelSpec(SpecModel):
         default=0.9, gt=0.1, le=0.98, description="Share of GPU memory vLLM may use."
     )
     enable_prefix_caching: bool = Field(default=True, description="Automatic prefix caching.")
+    kv_cache: Optional[KvCacheSpec] = Field(
+        default=None, description="KV-cache tiers below GPU memory: CPU (L2), local disk (L3), shared store (L4)."
+    )
     speculative_decoding: Optional[SpeculativeDecoding] = Field(default=None, description="Speculative decoding.")
     replicas: Optional[PositiveInt] = Field(
         default=None, description="Replicas; default: the planner's figure for this model's load."
@@ -353,6 +387,16 @@ class AddonToggle(SpecModel):
     enabled: bool = Field(default=True, description="Install it (off if the cluster already has it).")
 
 
+class InferencePoolRouting(SpecModel):
+    enabled: bool = Field(default=True, description="Render an InferencePool + llm-d endpoint picker per model.")
+    gateway_name: str = Field(default="inference-gateway-internal", pattern=DNS_SUBDOMAIN,
+                              description="Gateway (a GIE-conformant implementation: Istio, kgateway, Envoy AI Gateway, "
+                              "GKE) the model router reaches the pools through; keep it cluster-internal.")
+    gateway_namespace: str = Field(default="gateway-system", pattern=DNS_LABEL, description="Its namespace.")
+    failure_mode: Literal["FailOpen", "FailClose"] = Field(
+        default="FailOpen", description="What the Gateway does when the endpoint picker does not answer.")
+
+
 class RoutingSpec(SpecModel):
     kind: Literal["ingress", "httproute"] = Field(
         default="ingress", description="Kubernetes Ingress, or a Gateway API HTTPRoute on an existing Gateway."
@@ -367,6 +411,9 @@ class RoutingSpec(SpecModel):
     additional_hostnames: list[Annotated[str, Field(pattern=HOSTNAME)]] = Field(
         default_factory=list, description="Names the Ingress/HTTPRoute serves besides security.tls.hostname (the large "
         "tier adds each region's gateway hostname: Route 53 health checks send it as Host and SNI).")
+    inference_pool: Optional[InferencePoolRouting] = Field(
+        default=None, description="KV-cache-aware routing: an InferencePool and endpoint picker per model "
+        "(Gateway API Inference Extension; docs/how-to/kv-cache.md).")
 
 
 class ModelCacheSpec(SpecModel):
