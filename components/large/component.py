@@ -80,9 +80,10 @@ class RegionSpoke(pulumi.ComponentResource):
                                                     subnets=eks.private_subnets, provider=aws_provider, tags=tags,
                                                     opts=pulumi.ResourceOptions(parent=self))
             pin = karpenter.chart()
+            # An OCI chart: the full oci:// reference and no repositoryOpts (karpenter.chart_reference).
             self.karpenter_release = k8s.helm.v3.Release(
-                f"{name}-karpenter", name="karpenter", chart="karpenter", version=pin.version,
-                repository_opts=k8s.helm.v3.RepositoryOptsArgs(repo=pin.repo), namespace=karpenter.NAMESPACE,
+                f"{name}-karpenter", name="karpenter", chart=karpenter.chart_reference(), version=pin.version,
+                namespace=karpenter.NAMESPACE,
                 values=karpenter.helm_values(eks.cluster_name, self.karpenter.queue.name),
                 skip_await=False, atomic=True, timeout=900,
                 opts=pulumi.ResourceOptions(parent=self, provider=self.medium.provider,

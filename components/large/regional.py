@@ -21,13 +21,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Optional
 
-from components.large import facts, sizing
+from components.large import facts, sizing, traffic
 from components.medium.names import PART_OF, workload
 from components.medium.options import CANARY_SUFFIX, Canary, ModelSource, ServingOptions
 from components.serving.vllm_args import VLLM_PORT
 from components.spec import ResolvedStack
-from components.spec.errors import Problem
-from components.spec.model import Autoscaling, CanarySpec, EksTarget, KubernetesTarget, Region, StackSpec
+from components.spec.model import Autoscaling, CanarySpec, EksTarget, KubernetesTarget, Region
 
 REGION_LABEL = "region"
 MODEL_READER_SA = "tierscale-model-reader"
@@ -64,7 +63,13 @@ def region_stack(stack: ResolvedStack, region: Region) -> ResolvedStack:
         mspec = m.spec.model_copy(update={"autoscaling": scaling, "replicas": None})
         placed.append(dataclasses.replace(m, spec=mspec, replicas=rm.min_replicas, min_replicas=rm.min_replicas,
                                           max_replicas=rm.max_replicas, placement=tuple(result.for_model(m.name))))
-    rspec = spec.model_copy(update={"tier": "medium", "target": target, "platform": spec.large.platform,
+    # The region's Ingress/HTTPRoute also serves its own gateway hostname: Route 53 health
+    # checks send it as Host and SNI (components/large/traffic.py, region_hostnames).
+    routing = spec.large.platform.routing
+    hostnames = list(dict.fromkeys([*routing.additional_hostnames, traffic.region_hostnames([region])[region.name]]))
+    platform = spec.large.platform.model_copy(update={"routing": routing.model_copy(
+        update={"additional_hostnames": hostnames})})
+    rspec = spec.model_copy(update={"tier": "medium", "target": target, "platform": platform,
                                     "models": [m.spec for m in placed]})
     return ResolvedStack(spec=rspec, gpu=stack.gpu, models=placed, secrets_present=stack.secrets_present,
                          placement=result)
@@ -116,36 +121,3 @@ def model_reader_service_account(ns: str) -> dict:
     return {"apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": {"name": MODEL_READER_SA, "namespace": ns, "labels": dict(PART_OF)},
             "automountServiceAccountToken": False}
-
-
-def _cluster_key(region: Region) -> Optional[tuple]:
-    """What identifies an existing cluster to kubectl: the kubeconfig file and its context
-    (None for the file's current context). A new EKS cluster is its own."""
-    if region.cluster != "kubernetes":
-        return None
-    return (region.kubeconfig or "~/.kube/config", region.context)
-
-
-def cluster_problems(spec: StackSpec) -> list[Problem]:
-    """Two regions pointing at the same cluster (same kubeconfig and context) would count its
-    capacity twice and fight over the same objects: refused, naming both regions' keys. Regions
-    may share a namespace (an ApplicationSet deploys the same one everywhere): every regional
-    object is named by its region."""
-    out: list[Problem] = []
-    seen: dict[tuple, int] = {}
-    for i, r in enumerate(spec.target.regions):
-        key = _cluster_key(r)
-        if key is None:
-            continue
-        if key in seen:
-            j = seen[key]
-            other = spec.target.regions[j]
-            where = f"kubeconfig {r.kubeconfig!r}" if r.kubeconfig else "the default kubeconfig"
-            ctx = f"context {r.context!r}" if r.context else "its current context"
-            out.append(Problem(f"target.regions[{i}].context",
-                               f"{r.name!r} points at the same cluster as regions[{j}] ({other.name!r}): {where}, "
-                               f"{ctx}; one cluster is one region: give each region its own context "
-                               f"(target.regions[].kubeconfig / .context)"))
-        else:
-            seen[key] = i
-    return out

@@ -24,9 +24,10 @@ from components.spec.resolved import ResolvedModel
 
 @dataclass(frozen=True)
 class Failover:
-    detection_s: int  # health-check interval x failure threshold
+    detection_s: int  # route53: health-check interval x failure threshold; GA: the LBs' target health
     dns_ttl_s: int  # 0 with Global Accelerator (static anycast IPs)
     rto_s: int
+    basis: str = ""  # how detection_s was computed (traffic.failover)
 
     @property
     def total_s(self) -> int:
@@ -38,26 +39,33 @@ class Failover:
 
 
 def failover(traffic: GlobalTrafficSpec, topology: str) -> Failover:
-    hc = traffic.health_check
-    ttl = traffic.ttl_s if traffic.kind == "route53" else 0
-    return Failover(hc.interval_s * hc.failure_threshold, ttl, facts.topology(topology).rto_s)
+    """The failover time (one home: components/large/traffic.failover, from what Route 53 and
+    Global Accelerator really do) against the topology's RTO."""
+    from components.large import traffic as global_traffic
+
+    t = global_traffic.failover(traffic)
+    return Failover(t.detection_s, t.dns_ttl_s, facts.topology(topology).rto_s, t.basis)
 
 
 def failover_advice(traffic: GlobalTrafficSpec, topology: str) -> str:
     """What would meet the RTO: a lower TTL, a faster health check, or Global Accelerator."""
     f = failover(traffic, topology)
+    if traffic.kind == "globalAccelerator":
+        lb = traffic.load_balancer_health_check
+        threshold = max(2, f.rto_s // 5)
+        return (f"loadBalancerHealthCheck intervalS 5 with unhealthyThreshold <= {threshold} (the target groups' "
+                f"check; now {lb.interval_s} s x {lb.unhealthy_threshold})" if 5 * 2 <= f.rto_s else
+                f"a topology with an RTO of at least 10 s (target groups check every 5 s at best, 2 failures)")
     hc = traffic.health_check
     ways = []
-    if traffic.kind == "route53" and f.detection_s < f.rto_s:
+    if f.detection_s < f.rto_s:
         ways.append(f"ttlS <= {f.rto_s - f.detection_s}")
     best_detection = min(facts.health("intervals_s"))
     threshold = max(1, (f.rto_s - f.dns_ttl_s) // best_detection)
     if (hc.interval_s, hc.failure_threshold) != (best_detection, min(threshold, hc.failure_threshold)) and threshold >= 1 \
             and best_detection * 1 + f.dns_ttl_s <= f.rto_s:
         ways.append(f"healthCheck intervalS {best_detection} with failureThreshold <= {threshold}")
-    if traffic.kind == "route53":
-        ways.append(f"kind globalAccelerator (no DNS TTL: {hc.interval_s} s x {hc.failure_threshold} = "
-                    f"{f.detection_s} s)")
+    ways.append("kind globalAccelerator (no DNS TTL; failover follows the load balancers' target health)")
     return " or ".join(ways)
 
 

@@ -22,7 +22,9 @@ GA = {
     "tierscale:large": json.dumps({
         "topology": "global",
         "globalTraffic": {"kind": "globalAccelerator", "hostedZoneId": "Z0123456789ABCDEFGHIJ", "domain": "llm.example.com",
-                          "healthCheck": {"intervalS": 10, "failureThreshold": 1}},
+                          # The NLBs' target-group check decides failover (GA ignores an endpoint
+                          # group's own settings for load balancer endpoints).
+                          "loadBalancerHealthCheck": {"intervalS": 5, "unhealthyThreshold": 2}},
         "canary": {"routing": "virtualservice", "models": [{"name": "llama-8b", "revision": "abc123", "weight": 5}]},
         "gitops": {"repoUrl": "https://git.example.com/platform/inference.git", "path": "clusters/large"},
         "platform": {"routing": {"kind": "httproute"}}}),

@@ -8,7 +8,9 @@ import json
 import pytest
 import yaml
 
+from components import paths
 from components.large import facts, sizing
+from components.medium import router
 from components.spec import SpecError
 from components.render import render_stack
 from components.validate.registry import validate_rendered
@@ -127,16 +129,110 @@ def test_vllm_streams_from_the_regional_bucket_and_cold_start_is_reported(large)
         assert c["coldStartS"] < c["startupBudgetS"], name
 
 
-def test_canary_weights_and_retries(large):
+def _router_conf(result, region) -> str:
+    (cm,) = [d for d in docs(result, region, "ConfigMap") if d["metadata"]["name"] == router.ROUTER_NAME]
+    return cm["data"]["nginx.conf"]
+
+
+def test_canary_serves_its_own_revision(large):
+    """Issue 20 item 2: the canary Deployment runs its own revision: its own S3 prefix with the
+    streamer (EKS regions), `--revision` from Hugging Face (the existing cluster); the stable
+    Deployment keeps the stable weights."""
     prod = large["large-prod"]
-    for region in ("us-east-1", "eu-west-1"):
-        route = docs(prod, region, "HTTPRoute")[0]
-        refs = next(r["backendRefs"] for r in route["spec"]["rules"] if r["backendRefs"][0]["name"] == "vllm-llama-8b")
-        assert [(r["name"], r["weight"]) for r in refs] == [("vllm-llama-8b", 95), ("vllm-llama-8b-canary", 5)]
-    vs = docs(large["large-ga"], "use1", "VirtualService")[0]
+    (c,) = prod.stack.spec.large.canary.models
+    model = prod.stack.model(c.name)
+
+    def vllm(region, name):
+        (d,) = [d for d in docs(prod, region, "Deployment") if d["metadata"]["name"] == name]
+        return d, next(x for x in d["spec"]["template"]["spec"]["containers"] if x["name"] == "vllm")
+
+    for region, bucket in (("us-east-1", "large-prod-us-east-1-models"), ("eu-west-1", "large-prod-eu-west-1-models")):
+        _, stable = vllm(region, f"vllm-{c.name}")
+        canary_doc, canary = vllm(region, f"vllm-{c.name}-canary")
+        assert stable["args"][0] == f"s3://{bucket}/models/{model.hf_repo}"
+        assert canary["args"][0] == f"s3://{bucket}/models/{model.hf_repo}/{c.revision}"
+        assert "--revision" not in canary["args"] and "runai_streamer" in canary["args"]
+        assert canary_doc["spec"]["replicas"] == c.replicas
+        # Everything else is the stable model's: same served name, same engine arguments.
+        assert canary["args"][1:] == stable["args"][1:]
+    _, stable = vllm("idc-fra", f"vllm-{c.name}")
+    _, canary = vllm("idc-fra", f"vllm-{c.name}-canary")
+    assert canary["args"][0] == stable["args"][0] == model.hf_repo
+    k = canary["args"].index("--revision")
+    assert canary["args"][k + 1] == c.revision and "--revision" not in stable["args"]
+
+
+def test_router_splits_body_routed_traffic_and_routes_only_to_the_router(large):
+    """Every region's entry point sends every path to the model router (no per-model prefix);
+    the router's upstream for the canaried model holds both Services at 95:5 (the live split is
+    measured in tests/medium/test_router.py); with `canary.routing: virtualservice` the router
+    sends to the stable Service and Istio splits (and retries only what never reached vLLM)."""
+    prod = large["large-prod"]
+    (c,) = prod.stack.spec.large.canary.models
+    for region in prod.stack.spec.target.regions:
+        ns = sizing.namespace(region)
+        (route,) = docs(prod, region.name, "HTTPRoute")
+        assert [r["backendRefs"] for r in route["spec"]["rules"]] == [[{"name": router.ROUTER_NAME, "port": 8000}]]
+        assert region.gateway.hostname in route["spec"]["hostnames"]
+        conf = _router_conf(prod, region.name)
+        assert f"server {router.service_address(c.name, ns)} weight={100 - c.weight} " in conf
+        assert f"server {router.service_address(c.name + '-canary', ns)} weight={c.weight} " in conf
+    ga = large["large-ga"]
+    conf = _router_conf(ga, "use1")
+    assert "-canary" not in conf
+    vs = docs(ga, "use1", "VirtualService")[0]
     http = vs["spec"]["http"][0]
     assert [r["weight"] for r in http["route"]] == [95, 5]
+    assert http["route"][1]["destination"]["host"].startswith("vllm-llama-8b-canary.")
     assert http["retries"]["retryOn"] == "connect-failure,refused-stream" and "perTryTimeout" not in http["retries"]
+
+
+def _series_labels(pod_labels: dict, ns: str, endpoint: dict) -> dict:
+    """The labels Prometheus puts on a scraped series: the operator's `namespace`, then the
+    ServiceMonitor's relabelings (action replace: sourceLabels joined by ';', default regex
+    (.*), replacement $1; an empty result drops the label)."""
+    meta = {f"__meta_kubernetes_pod_label_{''.join(ch if ch.isalnum() else '_' for ch in k)}": v
+            for k, v in pod_labels.items()}
+    out = {"namespace": ns}
+    for r in endpoint["relabelings"]:
+        assert r.get("action", "replace") == "replace"
+        value = r["replacement"] if "sourceLabels" not in r else ";".join(meta.get(s, "") for s in r["sourceLabels"])
+        if value:
+            out[r["targetLabel"]] = value
+        else:
+            out.pop(r["targetLabel"], None)
+    return out
+
+
+def _selects(selector: str, labels: dict) -> bool:
+    import re
+    return all(labels.get(k) == v for k, v in re.findall(r'(\w+)="([^"]*)"', selector))
+
+
+def test_the_gates_can_compare_canary_with_stable(large):
+    """The migration gates' canary/stable selectors (components/migration/rollouts.selectors:
+    namespace, model, track) pick exactly the canary's and the stable pods' series, through each
+    Deployment's pod labels and its ServiceMonitor's relabelings; each series carries its region."""
+    from components.migration import gates, rollouts
+
+    prod = large["large-prod"]
+    (c,) = prod.stack.spec.large.canary.models
+    for region in prod.stack.spec.target.regions:
+        ns = sizing.namespace(region)
+        canary_sel, stable_sel = rollouts.selectors(ns, c.name)
+        monitors = {d["metadata"]["name"]: d for d in docs(prod, region.name, "ServiceMonitor")}
+        series = {}
+        for name in (f"vllm-{c.name}", f"vllm-{c.name}-canary"):
+            (d,) = [d for d in docs(prod, region.name, "Deployment") if d["metadata"]["name"] == name]
+            sm = monitors[name]
+            assert sm["spec"]["selector"]["matchLabels"].items() <= d["spec"]["template"]["metadata"]["labels"].items()
+            series[name] = _series_labels(d["spec"]["template"]["metadata"]["labels"], ns, sm["spec"]["endpoints"][0])
+            assert series[name]["region"] == region.name
+        canary, stable = series[f"vllm-{c.name}-canary"], series[f"vllm-{c.name}"]
+        assert _selects(canary_sel, canary) and not _selects(canary_sel, stable)
+        assert _selects(stable_sel, stable) and not _selects(stable_sel, canary)
+        gate_list = gates.gates(canary_sel, stable_sel, 500, 100)
+        assert any(canary_sel in g.promql and stable_sel in g.promql for g in gate_list)
 
 
 def test_region_label_on_every_series(large):
@@ -151,6 +247,21 @@ def test_region_label_on_every_series(large):
 @pytest.mark.parametrize("name", ["large-prod", "large-ga"])
 def test_every_validator_passes_for_every_region(large, name):
     outcomes = validate_rendered(large[name].stack, large[name].out_dir)
-    assert len(outcomes) == 5
+    assert len(outcomes) >= 5  # kubernetes-validate, CRD schemas, Helm values keys, checkov, metric names, ...
     for o in outcomes:
         assert o.ok, f"{o.name}: {o.detail}"
+
+
+def test_regions_may_share_a_namespace(tmp_path):
+    """Issue 20 item 5: an ApplicationSet deploys the same namespace to every cluster; regional
+    objects are named by region, so every region may use it."""
+    regions = yaml.safe_load((paths.STACKS_DIR / "Pulumi.large-prod.yaml").read_text())["config"]["tierscale:target"]
+    for r in regions["regions"]:
+        r["namespace"] = "inference"
+    result = render_stack("large-prod", tmp_path / "same-ns", extra_config={"tierscale:target": json.dumps(regions)})
+    names = [r.name for r in result.resources if r.type.startswith("kubernetes:")]
+    assert len(names) == len(set(names))
+    for region in regions["regions"]:
+        (route,) = docs(result, region["name"], "HTTPRoute")
+        assert route["metadata"]["namespace"] == "inference"
+
