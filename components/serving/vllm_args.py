@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 
-from components.serving import probes
+from components.serving import kv_cache, probes
 from components.spec import ResolvedModel
 
 API_KEY_ENV = "VLLM_API_KEY"
@@ -56,6 +56,7 @@ def vllm_serve_args(model: ResolvedModel, port: int = VLLM_PORT) -> list[str]:
     if spec.kv_cache_dtype != "auto":
         args += ["--kv-cache-dtype", spec.kv_cache_dtype]
     args.append("--enable-prefix-caching" if spec.enable_prefix_caching else "--no-enable-prefix-caching")
+    args += kv_cache.vllm_kv_args(spec.kv_cache)  # L2-L4 KV tiers (components/serving/kv_cache.py)
     if spec.speculative_decoding is not None:
         sd = spec.speculative_decoding
         config = {"method": sd.method, "num_speculative_tokens": sd.num_speculative_tokens}
