@@ -9,6 +9,7 @@ generation:
                                  highest utilisation whose TTFT p99 meets the row's TTFT limit
   tpot_ms, saturated:            step(B) (every step carries the arriving prompts' prefill)
   tpot_ms, concurrency C:        decode step of C sequences + the other C-1 prompts' prefill
+  ttft_ms, concurrency 1:        the planner's TTFT with no queue: prefill + one step
   kv_tokens:                     KV budget of one replica / KV bytes per token (memory.py)
 """
 
@@ -66,6 +67,8 @@ def predict(row: dict, constants: Optional[Constants] = None) -> float:
     scenario = row["scenario"]
     if scenario == "concurrency":
         c = min(row["concurrency"], limit)
+        if row["kind"] == "ttft_ms":
+            return perf.ttft_p99_s(rep, 0.0, c, prompt, output) * 1000
         if row["kind"] == "tpot_ms":
             return rep.decode_tpot_s(c, prompt, output) * 1000
         return replicas * c / rep.step_s(c, prompt, output)

@@ -426,7 +426,8 @@ def compare_to_optimum(configured: Plan, optimum: Plan, cost_factor: float = 1.5
     """Warnings for a configured plan against the planner's optimum for the same model and load.
 
     Warns when the configured choice misses an SLO or costs more than `cost_factor` x the
-    optimum (GPUs when no price is known) and more than one replica beyond it (one spare
+    optimum (on the same GPU type: GPUs, since instance packing is not the choice being judged;
+    across GPU types or without a price: dollars, else GPUs) and more than one replica beyond it (one spare
     replica is redundancy, not waste). Pure: the spec validator prints the same lines
     (it reports SLO misses itself, with their keys, so it passes slo_misses=False)."""
     warnings = []
@@ -439,7 +440,7 @@ def compare_to_optimum(configured: Plan, optimum: Plan, cost_factor: float = 1.5
     a, b = configured.cost_per_hour_usd, optimum.cost_per_hour_usd
     # The optimum plus one spare replica is the allowance: one replica more is redundancy.
     spare = (optimum.replicas + 1) / optimum.replicas if optimum.replicas > 0 else 1.0
-    if a is not None and b is not None and b > 0:
+    if a is not None and b is not None and b > 0 and configured.gpu != optimum.gpu:
         if a > cost_factor * b * spare:
             warnings.append(f"{name}: configured {configured.describe()} costs ${a:,.2f}/h, {a / b:.1f}x the optimum "
                             f"{optimum.describe()} at ${b:,.2f}/h")
