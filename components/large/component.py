@@ -61,6 +61,12 @@ class RegionSpoke(pulumi.ComponentResource):
             resource_prefix=region.name, serving=self.serving),
             opts=pulumi.ResourceOptions(parent=self))
         self.artifacts: dict[str, str] = dict(self.medium.artifacts)
+        if self.serving.canaries:
+            # The canary-vs-stable gates (regional.canary_gates) as a rule file for the region's
+            # Prometheus (`promtool check rules` checks it).
+            self.artifacts["canary/gates.rules.yaml"] = (
+                "# Canary vs stable gates (components/migration/gates.py) for this region's Prometheus.\n"
+                + yaml.safe_dump(regional.canary_gate_rules(self.stack, self.serving), sort_keys=False))
         in_ns = pulumi.ResourceOptions(parent=self, provider=self.medium.provider,
                                        depends_on=[self.medium.namespace_resource, self.medium.secret])
         extras: list[tuple[dict, pulumi.ResourceOptions]] = []

@@ -121,3 +121,29 @@ def model_reader_service_account(ns: str) -> dict:
     return {"apiVersion": "v1", "kind": "ServiceAccount",
             "metadata": {"name": MODEL_READER_SA, "namespace": ns, "labels": dict(PART_OF)},
             "automountServiceAccountToken": False}
+
+
+def canary_gates(rstack: ResolvedStack, options: ServingOptions) -> dict[str, list]:
+    """Per canaried model: the migration gates (components/migration/gates.py) judging the canary
+    pods against the stable ones in the region's Prometheus: the selectors are the ones Argo
+    Rollouts canaries use (components/migration/rollouts.selectors: namespace, model, track),
+    which the canary/stable pod labels and their ServiceMonitors' relabelings produce."""
+    from components.migration import gates, rollouts
+
+    ns, slo = rstack.spec.target.namespace, rstack.spec.slo
+    out = {}
+    for c in options.canaries:
+        canary_sel, stable_sel = rollouts.selectors(ns, c.model)
+        out[c.model] = gates.gates(canary_sel, stable_sel, slo.ttft_p99_ms, slo.tpot_p99_ms)
+    return out
+
+
+def canary_gate_rules(rstack: ResolvedStack, options: ServingOptions) -> dict:
+    """The canary gates as Prometheus recording rules `tierscale:canary:<gate>{model=...}` (one
+    group per model; load them into the region's Prometheus, or check them with promtool)."""
+    groups = []
+    for model, gate_list in canary_gates(rstack, options).items():
+        groups.append({"name": f"tierscale-canary-{model}", "rules": [
+            {"record": f"tierscale:canary:{g.name}", "expr": g.promql, "labels": {"model": model}} for g in gate_list]})
+    return {"groups": groups}
+
