@@ -47,6 +47,7 @@ import yaml
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from components.serving import model_router  # noqa: E402
 from components.serving.model_router import router_js  # noqa: E402
 from components.small.project import litellm_config, nginx_conf  # noqa: E402
 from tests.support.processes import free_port, wait_http  # noqa: E402
@@ -187,10 +188,13 @@ def start_nginx(stack, servers: dict[str, list[str]], work: Path) -> tuple[subpr
     for sub in ("logs", "tmp"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     (work / "model_router.js").write_text(router_js())
+    # The gateway authenticates every request itself: its key file, as the Compose project mounts it.
+    (work / model_router.AUTH_FILE).write_text(model_router.auth_include([KEY]))
     port, status_port = free_port(), free_port()
     conf = nginx_conf(stack, "gateway-bench", servers, listen=f"127.0.0.1:{port}",
                       status_listen=f"127.0.0.1:{status_port}", runtime_dir=str(work), log_dir=str(work / "logs"),
-                      temp_dir=str(work / "tmp"), js_path=str(work / "model_router.js"))
+                      temp_dir=str(work / "tmp"), js_path=str(work / "model_router.js"),
+                      auth_file=str(work / model_router.AUTH_FILE), health_file=None)
     (work / "nginx.conf").write_text(conf)
     extra = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
     proc = subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "nginx.conf"), "-e", str(work / "logs/error.log"),

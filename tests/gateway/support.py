@@ -121,7 +121,14 @@ class Gateway:
 
     def start(self) -> "Gateway":
         self.nginx.start()
-        wait_http(f"http://127.0.0.1:{self.status_port}/gateway/health")
+        try:
+            wait_http(f"http://127.0.0.1:{self.status_port}/gateway/health", timeout=30)
+        except TimeoutError:
+            self.nginx.stop()
+            log = self.workdir / "logs" / "error.log"
+            raise RuntimeError(f"nginx did not start (exit {self.nginx.proc.poll()}): "
+                               f"{self.nginx.proc.stdout.read().decode()[-2000:]} "
+                               f"{log.read_text()[-2000:] if log.exists() else ''}") from None
         if self.prober_enabled:
             script = self.workdir / model_router.PROBER_FILE
             script.write_text(model_router.prober_sh())

@@ -20,6 +20,8 @@ import pytest
 import yaml
 
 from components.render import render_stack
+from components.serving import model_router
+from components.small.project import GATEWAY_AUTH
 from tests.support.standin_images import build_standins, cdi_spec, podman, podman_env
 
 API_KEY = "podman-test-key"
@@ -31,7 +33,7 @@ PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
 def _standin_for(service: str, standins: dict[str, str]) -> str:
     if service.startswith("vllm-"):
         return standins["vllm"]
-    return standins[{"gateway": "nginx"}.get(service, service.replace("-", "_"))]
+    return standins[{"gateway": "nginx", "gateway-prober": "nginx"}.get(service, service.replace("-", "_"))]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +49,8 @@ def project(tmp_path_factory):
     # What the Pulumi component writes on the host (mode 0600), with test values.
     (proj / "secrets.env").write_text(f"VLLM_API_KEY={API_KEY}\n")
     (proj / "grafana.env").write_text("GF_SECURITY_ADMIN_PASSWORD=test\n")
-    for f in ("secrets.env", "grafana.env"):
+    (proj / GATEWAY_AUTH).write_text(model_router.auth_include([API_KEY]))
+    for f in ("secrets.env", "grafana.env", GATEWAY_AUTH):
         (proj / f).chmod(0o600)
     compose = yaml.safe_load((proj / "compose.yaml").read_text())
     override = {"services": {name: {"image": _standin_for(name, standins)} for name in compose["services"]}}
@@ -117,7 +120,8 @@ def test_requests_through_the_gateway_reach_every_replica(project):
     with httpx.Client(timeout=30) as client:
         for _ in range(20):
             assert client.post(f"{base}/v1/chat/completions", json=body, headers=AUTH).status_code == 200
-            assert client.post(f"{base}/qwen-14b/v1/chat/completions", json=body, headers=AUTH).status_code == 200
+            qwen = {**body, "model": "Qwen/Qwen2.5-14B-Instruct-AWQ"}
+            assert client.post(f"{base}/v1/chat/completions", json=qwen, headers=AUTH).status_code == 200
     stats_script = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:8000/stub/stats').read().decode())"
     served = {s: json.loads(_exec(project, s, stats_script))["requests"]
               for s in project["compose"]["services"] if s.startswith("vllm-")}
