@@ -35,5 +35,17 @@ def check(stack: ResolvedStack) -> TriggerReport:
         reason = (f"{sized} is the largest tier" if largest else
                   f"{v.qps:g} QPS and {v.nodes} node(s) ({v.gpus} GPUs): {v.recommended.reason}; stay on {stack.spec.tier}")
         return TriggerReport(stack.spec.tier, v.qps, v.nodes, False, None, [reason])
-    return TriggerReport(stack.spec.tier, v.qps, v.nodes, True, v.next_tier,
-                         [f"planned load {v.qps:g} QPS on {v.nodes} node(s) ({v.gpus} GPUs): {v.recommended.reason}"])
+    reasons = []
+    order = tiering.TIERS.index
+    if order(tiering.tier_for_qps(v.qps)) > order(sized):
+        limit = tiering.QPS_MEDIUM_FROM if sized == "small" else tiering.QPS_LARGE_ABOVE
+        reasons.append(f"planned load {v.qps:g} QPS {'>' if v.qps > limit else '>='} {limit:g}")
+    if order(tiering.tier_for_nodes(v.nodes)) > order(sized):
+        limit = tiering.NODES_SMALL_MAX if sized == "small" else tiering.NODES_MEDIUM_MAX
+        reasons.append(f"the planner needs {v.nodes} nodes ({v.gpus} GPUs) > {limit}"
+                       + (" (the small tier is one host)" if sized == "small" else ""))
+    availability = stack.spec.slo.availability
+    if availability is not None and order(tiering.tier_for_availability(availability)) > order(sized):
+        limit = tiering.AVAILABILITY_SMALL_MAX if sized == "small" else tiering.AVAILABILITY_MEDIUM_MAX
+        reasons.append(f"slo.availability {availability:g}% > {limit:g}%")
+    return TriggerReport(stack.spec.tier, v.qps, v.nodes, True, v.next_tier, reasons or [v.recommended.reason])
