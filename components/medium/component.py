@@ -30,6 +30,7 @@ import yaml
 from components.medium import addons, autoscaling, efa, gitops, k8s_resources, manifests, monitoring, names, network
 from components.medium.eks import EksCluster, EksClusterArgs
 from components.medium import router
+from components.medium import inference_pool
 from components.medium.options import CANARY_SUFFIX, DEFAULT, TRACK, TRACK_LABEL, ServingOptions, canary_model
 from components.spec import ResolvedStack
 from components.spec.model import EksTarget, KubernetesTarget
@@ -62,6 +63,7 @@ def workload_manifests(stack: ResolvedStack, ns: str, options: ServingOptions = 
     # model router.
     docs += router.router_manifests(stack, ns, options, auth_sha256)
     docs.append(network.entry_point(stack, ns))
+    docs += inference_pool.manifests(stack, ns)  # KV-aware routing, [] when off
     return docs
 
 
