@@ -1,7 +1,16 @@
-"""Shared fixtures: the repo root, the installed `tierscale` command, a CLI runner."""
+"""Shared fixtures: the repo root, the installed `tierscale` command, a CLI runner, and the
+markers for slow and live-engine tests.
+
+`tierscale validate` runs every rendered `vllm serve` argument list through the real vLLM
+(components/validate/vllm_parser.py: one vLLM process, 15-40 s). The suite validates many
+stacks, so it turns that one validator off for everything it starts
+(TIERSCALE_VLLM_ARG_CHECK=0, inherited by the CLI subprocesses) and tests/serving/
+test_vllm_parser.py runs it on every example stack in one vLLM process instead.
+"""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +19,14 @@ import pytest
 
 REPO = Path(__file__).resolve().parent.parent
 TIERSCALE = str(Path(sys.executable).parent / "tierscale")
+
+os.environ.setdefault("TIERSCALE_VLLM_ARG_CHECK", "0")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than ~10 s (real processes, real engines)")
+    config.addinivalue_line("markers", "live_vllm: starts or uses the real vLLM (CPU build in .venv-vllm, "
+                                       "tests/support/real_vllm.py)")
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

