@@ -19,8 +19,44 @@ from rich.table import Table
 from components import paths
 from components.spec import SpecError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+# -h as well as --help on every command; `tierscale --install-completion` / `--show-completion`
+# for bash, zsh, fish and PowerShell (typer's own completion).
+app = typer.Typer(add_completion=True, no_args_is_help=True, pretty_exceptions_enable=False,
+                  context_settings={"help_option_names": ["-h", "--help"]},
                   help=__doc__.splitlines()[0])
+
+
+def _flag_type_hidden() -> None:
+    """typer 0.29 prints a `<bool>` type beside on/off flags (TyperOption.display_type in
+    typer/core.py@0.29.2), which reads as if the flag took a value; a flag takes none, so show no type."""
+    from typer.core import TyperOption
+
+    shown = TyperOption.display_type_rich
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag else shown(self, ctx)
+
+    TyperOption.display_type_rich = display_type_rich
+
+
+_flag_type_hidden()
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            sys.stdout.write(f"tierscale {version('tierscale')}\n")
+        except PackageNotFoundError:
+            sys.stdout.write("tierscale (not installed as a package)\n")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _root(show_version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
+                                            help="Print the version and exit.")) -> None:
+    """The `tierscale` command: render, validate, plan, inventory, bench, migrate, schema."""
 out = Console()
 err = Console(stderr=True)
 
@@ -531,6 +567,85 @@ def bench(
     if code:
         raise typer.Exit(code)
 
+
+
+@app.command()
+def up(
+    local: bool = typer.Option(False, "--local", help="Run the stack on this machine: vLLM CPU build, nginx gateway, Prometheus (no Docker, no GPU)"),
+    stack: str = typer.Option("local-demo", "--stack", "-s", help="A small-tier stack with the nginx gateway"),
+    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    model: str = typer.Option("tiny", "--model", envvar="TIERSCALE_DEMO_MODEL", help="tiny (generated, offline) | hf (the stack's Hugging Face repo, downloaded)"),
+    replicas: Optional[int] = typer.Option(None, "--replicas", min=1, help="vLLM processes per model (default: the stack's replicas)"),
+    port: Optional[int] = typer.Option(None, "--port", help="Gateway port on 127.0.0.1 (default: the stack's gateway.port)"),
+    prometheus_port: int = typer.Option(9090, "--prometheus-port", help="Prometheus port on 127.0.0.1 (0: no Prometheus)"),
+    detach: bool = typer.Option(False, "--detach", help="Return once it answers and leave it running (stop: tierscale down --local)"),
+    timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds the replicas may take to load (default 900; 1800 with --model hf)"),
+) -> None:
+    """Bring a stack up. Only --local is implemented here; deploy to real hosts with `pulumi up`.
+    The API key is $TIERSCALE_API_KEY, else a generated one printed once (docs/getting-started/try-without-gpu.md)."""
+    import signal as _signal
+    import time
+
+    from components.local.runner import LocalError, LocalStack
+
+    if not local:
+        err.print("tierscale up deploys only with --local (this machine); for real hosts run `pulumi up --stack <name>`")
+        raise typer.Exit(2)
+    say = lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush())  # noqa: E731
+    stopping: list[int] = []
+
+    def on_signal(signum, _frame):
+        stopping.append(signum)
+        raise KeyboardInterrupt
+
+    _signal.signal(_signal.SIGTERM, on_signal)
+    try:
+        runner = LocalStack(stack, stacks_dir, model_source=model, replicas=replicas, port=port,
+                            prometheus_port=prometheus_port, say=say)
+        timings = runner.up(ready_timeout_s=timeout)
+    except LocalError as e:
+        err.print(f"error: {e}", highlight=False, markup=False)
+        raise typer.Exit(1)
+    except KeyboardInterrupt:
+        say("stopped before it was up (every process it started is gone)")
+        raise typer.Exit(130)
+    except SpecError as e:
+        _fail_spec(e)
+    say(runner.banner())
+    say(f"(up in {timings['first_completion']:.0f} s: replicas answering after {timings['replicas']:.0f} s; "
+        f"first completion: {runner.first_reply!r})")
+    if detach:
+        return
+    try:
+        runner.watch(lambda: False)
+    except KeyboardInterrupt:
+        pass
+    _signal.signal(_signal.SIGINT, _signal.SIG_IGN)
+    _signal.signal(_signal.SIGTERM, _signal.SIG_IGN)
+    say("stopping: SIGTERM to every replica, the gateway and Prometheus ...")
+    started = time.monotonic()
+    killed = runner.down()
+    say(f"stopped in {time.monotonic() - started:.1f} s" + (f" (SIGKILL after the grace period: {', '.join(killed)})" if killed else ""))
+
+
+@app.command()
+def down(
+    local: bool = typer.Option(False, "--local", help="Stop what `tierscale up --local` started"),
+    stack: str = typer.Option("local-demo", "--stack", "-s", help="The stack given to up --local"),
+) -> None:
+    """Stop a stack. Only --local is implemented here (tear real hosts down with `pulumi destroy`)."""
+    from components.local.runner import stop_recorded
+
+    if not local:
+        err.print("tierscale down stops only --local runs; for real hosts run `pulumi destroy --stack <name>`")
+        raise typer.Exit(2)
+    state = stop_recorded(paths.REPO_ROOT / "build" / "local" / stack)
+    if state is None:
+        sys.stdout.write(f"{stack}: nothing running locally\n")
+        return
+    killed = state.get("killed") or []
+    sys.stdout.write(f"{stack}: stopped ({len(state.get('groups', {}))} process groups"
+                     + (f"; {len(killed)} needed SIGKILL" if killed else "") + ")\n")
 
 def main() -> None:
     try:
