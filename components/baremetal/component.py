@@ -21,7 +21,8 @@ class BaremetalArgs:
 
 
 class BaremetalNodes(pulumi.ComponentResource):
-    """Runs `ansible-playbook site.yml` from this machine when the rendered inventory changes."""
+    """Runs `ansible-playbook site.yml` from this machine when the rendered inventory changes,
+    and `reset.yml` when the stack is destroyed."""
 
     def __init__(self, name: str, args: BaremetalArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("tierscale:baremetal:BaremetalNodes", name, None, opts)
@@ -53,6 +54,15 @@ class BaremetalNodes(pulumi.ComponentResource):
             f"{name}-verify", create=f"{run} verify.yml",
             triggers=[digest(*rendered.values())],
             opts=pulumi.ResourceOptions(parent=self, depends_on=[self.converge]),
+        )
+        # `pulumi destroy` runs reset.yml: the vLLM units (leaders drain before their workers
+        # stop), secrets files, group firewall, exporters and their configs come off the hosts.
+        # A resource of its own, never replaced (no triggers, a constant command), so a changed
+        # inventory re-converges without a reset; it depends on the inventory files, so on
+        # destroy it runs while they still exist (Pulumi deletes dependents first).
+        self.reset = local.command(
+            f"{name}-reset", create="true", delete=f"{run} reset.yml",
+            opts=pulumi.ResourceOptions(parent=self, depends_on=[*writes, self.converge, self.verify]),
         )
         self.hosts = [h.name for h in args.stack.spec.target.hosts]
         self.register_outputs({"hosts": self.hosts})

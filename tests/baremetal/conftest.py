@@ -39,7 +39,6 @@ config:
       - name: node-b
         address: {b}
         gpus: 3
-        nvswitch: true
         roles: [inference, k8s_worker]
         models: [llama-8b, qwen-7b]
   tierscale:gpu:

@@ -12,8 +12,11 @@ Tests run in order against one pair of hosts (they build on each other's state).
 
 from __future__ import annotations
 
+import json
 import socket
+import threading
 import time
+import urllib.request
 
 import pytest
 
@@ -25,6 +28,13 @@ pytestmark = pytest.mark.filterwarnings("ignore")
 
 def _ssh(lab, host, cmd):
     return lab.testinfra(host).run(cmd)
+
+
+def _wait_inactive(host, unit, timeout_s=60):
+    deadline = time.monotonic() + timeout_s
+    while host.run(f"systemctl is-active {unit}").stdout.strip() not in ("inactive", "failed"):
+        assert time.monotonic() < deadline, host.run(f"systemctl status --no-pager {unit}").stdout
+        time.sleep(0.5)
 
 
 def test_preflight_refuses_hosts_without_the_expected_gpus(lab):
@@ -190,7 +200,10 @@ def test_group_ports_are_open_to_the_group_only(lab):
 def test_verify_fails_naming_the_group_when_its_worker_stops(lab):
     a, b = lab.hosts
     hb = lab.testinfra(b)
-    assert hb.run("systemctl stop vllm-qwen-7b-0").rc == 0
+    # The worker's process ends (SIGTERM: vLLM's headless worker exits at once). `systemctl stop`
+    # would first wait for the leader to exit (the worker's ExecStop), and the leader stays up.
+    assert hb.run("systemctl kill --kill-who=main --signal=SIGTERM vllm-qwen-7b-0").rc == 0
+    _wait_inactive(hb, "vllm-qwen-7b-0")
     run = lab.playbook("verify.yml")
     assert run.rc != 0
     assert "multi-node group qwen-7b-0 (qwen-7b replica 0: leader node-a" in run.output
@@ -206,3 +219,82 @@ def test_verify_fails_naming_the_group_when_its_worker_stops(lab):
         time.sleep(5)
     assert run.rc == 0, run.output[-3000:]
     assert "multi-node group qwen-7b-0: worker on node-b is joined" in run.output
+
+
+def test_stopping_the_group_drains_the_leader_before_its_worker(lab):
+    """Issue #18 item 4: with a long request in flight on the leader, stop the whole group, the
+    worker first: the request finishes, and the worker's process ends only after the leader's.
+    (vLLM's headless worker exits at once on SIGTERM; the worker unit's ExecStop waits for the
+    leader to drain and close its master port. The stub models both, tests/support/vllm_stub.py.)"""
+    a, b = lab.hosts
+    ha, hb = lab.testinfra(a), lab.testinfra(b)
+    tokens = 1500  # the stub's 5 ms per token: ~7.5 s in flight
+    result: dict = {}
+
+    def long_request():
+        body = json.dumps({"model": "Qwen/Qwen2.5-7B-Instruct", "prompt": "hello", "max_tokens": tokens}).encode()
+        request = urllib.request.Request(f"http://{a.address}:8001/v1/completions", data=body, headers={
+            "Authorization": f"Bearer {API_KEY}", "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=90) as response:
+                result["status"], result["body"] = response.status, json.loads(response.read())
+        except Exception as error:  # noqa: BLE001 - the assertion below shows it
+            result["error"] = repr(error)
+
+    client = threading.Thread(target=long_request)
+    client.start()
+    time.sleep(1.5)
+    assert not result, result
+    # The worker first, then the leader, without waiting: a worker that obeys SIGTERM at once
+    # takes the group (and the request) down before the leader even starts draining.
+    assert hb.run("systemctl stop --no-block vllm-qwen-7b-0").rc == 0
+    time.sleep(1)
+    assert ha.run("systemctl stop --no-block vllm-qwen-7b-0").rc == 0
+    client.join(90)
+    assert result.get("status") == 200, result
+    assert result["body"]["usage"]["completion_tokens"] == tokens
+    _wait_inactive(ha, "vllm-qwen-7b-0")
+    _wait_inactive(hb, "vllm-qwen-7b-0", timeout_s=60)
+
+    def monotonic(host, prop):  # one kernel, one CLOCK_MONOTONIC for both hosts
+        return int(host.check_output(f"systemctl show -p {prop} --value vllm-qwen-7b-0"))
+    leader_exit = monotonic(ha, "ExecMainExitTimestampMonotonic")
+    worker_exit = monotonic(hb, "ExecMainExitTimestampMonotonic")
+    assert 0 < leader_exit < worker_exit, (leader_exit, worker_exit)
+    assert "draining 1 in-flight request(s)" in ha.check_output("journalctl -u vllm-qwen-7b-0 --no-pager -o cat")
+    assert f"leader {a.address}:29501 is gone; stopping the worker" in \
+        hb.check_output("journalctl -u vllm-qwen-7b-0 --no-pager -o cat")
+    # Back up for what follows (the reset stops a running group).
+    assert ha.run("systemctl start vllm-qwen-7b-0").rc == 0
+    assert hb.run("systemctl start --no-block vllm-qwen-7b-0").rc == 0
+
+
+def test_reset_removes_what_site_installed_and_keeps_the_driver_path(lab):
+    """Issue #23: reset.yml (what `pulumi destroy` runs) stops and removes the vLLM units, their
+    secrets files, the group firewall and the exporters; a second reset changes nothing."""
+    run = lab.playbook("reset.yml")
+    assert run.rc == 0, run.output[-4000:]
+    recap = run.recap()
+    assert set(recap) == {"node-a", "node-b"} and all(r["changed"] > 0 and r["failed"] == 0 for r in recap.values())
+    out = run.output
+    assert out.index("Stop single-node replicas and multi-node leaders") < out.index("Stop multi-node workers")
+    for index, host in enumerate(lab.hosts):
+        t = lab.testinfra(host)
+        for unit in (f"llama-8b-{index}", "qwen-7b-0"):
+            assert not t.file(f"/etc/systemd/system/vllm-{unit}.service").exists, unit
+            assert not t.file(f"/etc/tierscale/vllm-{unit}.env").exists, unit
+            assert t.run(f"systemctl is-active vllm-{unit}").stdout.strip() == "inactive"
+        assert "vllm-" not in t.check_output("systemctl list-units --all --no-legend 'vllm-*'")
+        assert not t.file("/etc/systemd/system/tierscale-vllm-firewall.service").exists
+        assert t.run("nft list table inet tierscale_vllm").rc != 0
+        assert not t.file("/etc/tierscale").exists
+        assert not t.package("prometheus-node-exporter").is_installed
+        assert not t.file("/opt/tierscale/vllm/bin/vllm-await-leader-exit").exists
+        # Kept: the vLLM install (vllm_reset_purge=false), the NCCL/RDMA layer.
+        assert t.file("/opt/tierscale/vllm/venv/bin/vllm").exists
+        assert t.package("rdma-core").is_installed
+        assert not t.socket("tcp://0.0.0.0:8000").is_listening
+
+    again = lab.playbook("reset.yml")
+    assert again.rc == 0, again.output[-3000:]
+    assert all(r["changed"] == 0 and r["failed"] == 0 for r in again.recap().values()), again.recap()

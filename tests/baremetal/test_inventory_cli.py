@@ -55,7 +55,7 @@ def test_hand_written_example_inventory_drives_the_playbooks():
     hostvars = json.loads(listed.stdout)["_meta"]["hostvars"]["hgx-01"]
     assert hostvars["nccl_ib_hca"] == "mlx5_0,mlx5_1,mlx5_2,mlx5_3"
     assert [u["name"] for u in hostvars["vllm_units"]] == ["llama-405b-0"]
-    for playbook in ("site.yml", "verify.yml", "upgrade-driver.yml"):
+    for playbook in ("site.yml", "verify.yml", "upgrade-driver.yml", "reset.yml"):
         check = subprocess.run([str(bin_dir / "ansible-playbook"), "-i", str(inv), "--syntax-check", playbook],
                                cwd=ansible_dir, capture_output=True, text=True, env=env)
         assert check.returncode == 0, check.stdout + check.stderr

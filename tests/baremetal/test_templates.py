@@ -99,7 +99,9 @@ def test_vllm_units_match_the_placement(name, rendered, rendered_405b):
             unit = (out / host.name / f"vllm-{u['name']}.service").read_text()
             assert f"ExecStart=/opt/tierscale/vllm/venv/bin/vllm serve {shlex.join(u['args'])}\n" in unit, unit
             assert f"Environment=CUDA_VISIBLE_DEVICES={','.join(u['gpu_ids'])}\n" in unit
-            assert f"TimeoutStopSec={probes.VLLM_SHUTDOWN_TIMEOUT_S + 30}\n" in unit
+            # A worker waits up to its leader's stop budget (ExecStop), then has its own margin.
+            stop_budget = probes.VLLM_SHUTDOWN_TIMEOUT_S + 30 + (30 if u["role"] == "worker" else 0)
+            assert f"TimeoutStopSec={stop_budget}\n" in unit
             assert "KillSignal=SIGTERM" in unit and "User=vllm" in unit
             assert "planted-api-key" not in unit
             env = out / host.name / f"vllm-{u['name']}.env"
@@ -134,6 +136,11 @@ def test_405b_replica_is_a_leader_and_a_worker_unit(rendered_405b):
     assert (f"ExecStartPre=/usr/bin/timeout {budget} /bin/bash -c 'until (exec 3<>/dev/tcp/10.20.0.11/29501) "
             "2>/dev/null; do sleep 2; done'\n") in worker
     assert f"TimeoutStartSec={budget + 60}\n" in worker
+    # Stopping: the worker outlives its leader (waits until the leader's master port closes,
+    # at most the leader's stop budget); the leader drains on SIGTERM.
+    assert "ExecStop" not in leader and "TimeoutStopSec=150\n" in leader
+    assert ("ExecStop=/opt/tierscale/vllm/bin/vllm-await-leader-exit 10.20.0.11 29501 150\n") in worker
+    assert "TimeoutStopSec=180\n" in worker
     # The mixed fleet: the L40S host's two 8B replicas are single-node units on GPUs 0 and 1.
     singles = sorted(p.name for p in (rendered_405b / "gpu-l40s-01").glob("vllm-*.service"))
     assert singles == ["vllm-llama-8b-0.service", "vllm-llama-8b-1.service"]

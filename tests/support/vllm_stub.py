@@ -15,6 +15,10 @@ ports the unit renders:
                    leaves, the leader exits 1 (vLLM's engine dies with its group).
   worker (rank i)  does its side of the above and stays connected; exits 1 when the leader
                    goes away (systemd restarts it; its ExecStartPre waits for the leader).
+Stopping, as vLLM 0.18.0 does: the leader drains its in-flight requests on SIGTERM for up to
+--shutdown-timeout, then exits (drain_on_sigterm); a worker exits at once on SIGTERM
+(vllm/entrypoints/cli/serve.py:170-198, run_headless). A leader that loses a worker while
+draining exits 1 and its requests are cut.
 Connections that close without a hello (port probes: ExecStartPre, wait_for) are ignored.
 Every check of the rendered environment fails loudly: VLLM_HOST_IP must be an address of this
 host and GLOO_SOCKET_IFNAME / NCCL_SOCKET_IFNAME an interface of it.
@@ -29,6 +33,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -146,7 +151,49 @@ def leader(args, host_ip: str, rest: list[str]) -> None:
     log("group is whole; serving the API")
     import openai_stub
 
+    drain_on_sigterm(openai_stub, args.shutdown_timeout)
     openai_stub.main(rest)
+
+
+def drain_on_sigterm(openai_stub, timeout_s: int) -> None:
+    """The leader's SIGTERM, like vLLM 0.18.0's API server: the engine drains the requests in
+    flight for up to --shutdown-timeout, then the process exits (vllm/entrypoints/launcher.py:
+    95-117, vllm/v1/engine/core.py:1193-1226). If a worker leaves meanwhile, the group is lost
+    and the leader exits 1 at once (hold() above), cutting those requests."""
+    in_flight = [0]
+    account = openai_stub.Replica._account
+
+    def counted(self, delta: int) -> None:
+        in_flight[0] += delta
+        account(self, delta)
+
+    openai_stub.Replica._account = counted
+
+    def drain() -> None:
+        deadline = time.monotonic() + timeout_s
+        log(f"SIGTERM: draining {in_flight[0]} in-flight request(s) (timeout={timeout_s}s)")
+        while in_flight[0] > 0 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        log(f"shutdown complete ({in_flight[0]} request(s) still in flight)")
+        os._exit(0)
+
+    def on_sigterm(*_) -> None:
+        threading.Thread(target=drain, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+
+    class KeepDrainHandler:
+        """openai_stub.main registers its own SIGTERM handler (exit at once); keep ours."""
+
+        def __getattr__(self, name):
+            return getattr(signal, name)
+
+        @staticmethod
+        def signal(signum, handler):
+            if signum != signal.SIGTERM:
+                signal.signal(signum, handler)
+
+    openai_stub.signal = KeepDrainHandler()
 
 
 def worker(args, host_ip: str) -> None:
@@ -182,6 +229,7 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--master-addr", default="")
     parser.add_argument("--master-port", type=int, default=29501)
     parser.add_argument("--headless", action="store_true")
+    parser.add_argument("--shutdown-timeout", type=int, default=0)
     args, _ = parser.parse_known_args(argv)
     signal.signal(signal.SIGTERM, lambda *_: os._exit(0))
     if args.nnodes <= 1:
