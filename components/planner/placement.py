@@ -21,6 +21,12 @@ Rules:
   node(s) of its most preferred accepted GPU type with the fewest free GPUs that still fit
   (ties: fleet order), taking the lowest free device ids. A replica is kept on one node when
   any accepted type allows it before it is split across nodes.
+- Replicas of one model are spread across failure domains: among the nodes that fit, those
+  holding the fewest of the model's replicas come first, by zone (`Node.zone`, when the fleet
+  knows zones) and then by node; best fit decides among equals. Losing one host then loses
+  the fewest replicas a model can lose on this fleet. When spreading leaves a replica without
+  room that plain best fit would place, the whole fleet is packed by best fit alone and a
+  warning names each model whose replicas share a node although other nodes exist.
 - Deterministic: the same fleet and demand (in the same order) give the same placement.
 """
 
@@ -52,6 +58,7 @@ class Node:
     serves: Optional[frozenset[str]] = None
     pool: Optional[str] = None
     where: str = ""
+    zone: Optional[str] = None
 
     def __post_init__(self) -> None:
         if self.gpu_indices is not None:
@@ -348,25 +355,40 @@ def _splits(pp: int) -> list[int]:
 
 
 class _Packer:
-    def __init__(self, fleet: Fleet):
+    def __init__(self, fleet: Fleet, spread: bool = True):
         self.order = {n.name: i for i, n in enumerate(fleet.nodes)}
         self.free: dict[str, list[str]] = {n.name: list(n.devices) for n in fleet.nodes}
+        self.spread = spread
+        self.on_node: dict[tuple[str, str], int] = {}  # (model, node) -> replicas with a rank group there
+        self.in_zone: dict[tuple[str, Optional[str]], int] = {}
 
     def room(self, node: Node) -> int:
         return len(self.free[node.name])
+
+    def crowding(self, d: ModelDemand, node: Node) -> tuple[int, int]:
+        """How many of `d`'s replicas already share this node's zone and this node (0, 0 without spreading)."""
+        if not self.spread:
+            return (0, 0)
+        zone = self.in_zone.get((d.name, node.zone), 0) if node.zone is not None else 0
+        return (zone, self.on_node.get((d.name, node.name), 0))
+
+    def placed(self, d: ModelDemand, nodes: Iterable[Node]) -> None:
+        for node in nodes:
+            self.on_node[(d.name, node.name)] = self.on_node.get((d.name, node.name), 0) + 1
+            self.in_zone[(d.name, node.zone)] = self.in_zone.get((d.name, node.zone), 0) + 1
 
     def choose(self, d: ModelDemand, eligible: list[Node]) -> Optional[list[tuple[Node, tuple[int, ...]]]]:
         tp, pp = d.tensor_parallel, d.pipeline_parallel
         pref = {t: i for i, t in enumerate(d.gpu_types)}
         whole = [n for n in eligible if self.room(n) >= tp * pp]
         if whole:
-            best = min(whole, key=lambda n: (pref[n.gpu_type], self.room(n), self.order[n.name]))
+            best = min(whole, key=lambda n: (pref[n.gpu_type], self.crowding(d, n), self.room(n), self.order[n.name]))
             return [(best, tuple(range(pp)))]
         for s in _splits(pp):
             k = pp // s
             for t in d.gpu_types:
                 fits = sorted((n for n in eligible if n.gpu_type == t and self.room(n) >= tp * s),
-                              key=lambda n: (self.room(n), self.order[n.name]))
+                              key=lambda n: (self.crowding(d, n), self.room(n), self.order[n.name]))
                 if len(fits) >= k:
                     chosen = sorted(fits[:k], key=lambda n: self.order[n.name])
                     return [(n, tuple(range(j * s, (j + 1) * s))) for j, n in enumerate(chosen)]
@@ -495,6 +517,20 @@ def _replicas_problem(d: ModelDemand, fleet: Fleet, eligible: list[Node], placed
         f"{_types(d)} nodes; {got}{used}; free GPUs left there: {left}; {hint}"))
 
 
+def _pack(fleet: Fleet, items: list, eligible: dict[str, list[Node]], spread: bool):
+    packer = _Packer(fleet, spread)
+    placed: dict[tuple[str, int], ReplicaPlacement] = {}
+    for d, r in items:
+        shape = packer.choose(d, eligible[d.name])
+        if shape is None:
+            continue
+        groups = tuple(RankGroup(n.name, packer.take(n, d.tensor_parallel * len(stages)), stages)
+                       for n, stages in shape)
+        packer.placed(d, [n for n, _ in shape])
+        placed[(d.name, r)] = ReplicaPlacement(d.name, r, shape[0][0].gpu_type, groups)
+    return packer, placed
+
+
 def solve(fleet: NodeList, demands: Iterable[ModelDemand]) -> FleetPlacement:
     """Place every replica; problems are returned in the result, never raised."""
     fleet = fleet if isinstance(fleet, Fleet) else Fleet(tuple(fleet))
@@ -504,7 +540,6 @@ def solve(fleet: NodeList, demands: Iterable[ModelDemand]) -> FleetPlacement:
     if problems:
         return FleetPlacement(replicas=(), free={}, unplaced=every, problems=tuple(dict.fromkeys(problems)))
 
-    packer = _Packer(fleet)
     eligible = {d.name: [n for n in fleet.nodes if _allowed(d, n)] for d in demands}
     # A model whose every usable node lists it and is too small: those nodes' problems explain it.
     listed_bad = {d.name: bool(usable) and all(_lists(d, n) and n.capacity < d.tensor_parallel for n in usable)
@@ -522,18 +557,23 @@ def solve(fleet: NodeList, demands: Iterable[ModelDemand]) -> FleetPlacement:
         key=lambda item: (-item[0].gpus_per_replica, -item[0].tensor_parallel, eligible_gpus[item[0].name],
                           order[item[0].name], item[1]),
     )
-    placed: dict[tuple[str, int], ReplicaPlacement] = {}
-    for d, r in items:
-        shape = packer.choose(d, eligible[d.name])
-        if shape is None:
-            continue
-        groups = tuple(RankGroup(n.name, packer.take(n, d.tensor_parallel * len(stages)), stages)
-                       for n, stages in shape)
-        placed[(d.name, r)] = ReplicaPlacement(d.name, r, shape[0][0].gpu_type, groups)
+    packer, placed = _pack(fleet, items, eligible, spread=True)
+    spread_fallback = False
+    if len(placed) < len(items):
+        packed, packed_placed = _pack(fleet, items, eligible, spread=False)
+        if len(packed_placed) > len(placed):
+            packer, placed, spread_fallback = packed, packed_placed, True
 
     in_order = [placed[key] for key in every if key in placed]
     problems = []
     warnings: list[str] = []
+    if spread_fallback:
+        for d in demands:
+            leaders = [r.leader.node for r in in_order if r.model == d.name]
+            if len(leaders) > len(set(leaders)) and len(set(leaders)) < len([n for n in eligible[d.name] if n.capacity]):
+                warnings.append(f"{d.where or d.name}: {d.name}'s replicas could not be spread over separate nodes "
+                                f"without leaving a replica unplaced; {len(leaders)} replicas on "
+                                f"{len(set(leaders))} node(s), so losing one loses several")
     for d in demands:  # problems in demand order: the model's own, then the nodes that list it
         if blocked.get(d.name) is not None:
             problems.append(blocked[d.name])

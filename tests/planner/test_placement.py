@@ -73,15 +73,42 @@ def test_70b_tp4_x3_and_8b_tp1_x2_on_two_nodes():
         ModelDemand("llama-8b", 1, H100, replicas=2, where="models[1]"),
     ])
     got = [(r.model, r.replica, r.leader.node, r.leader.gpu_indices, r.spans_nodes) for r in result.replicas]
+    # each model spread over both nodes as far as room allows; best fit among equals
     assert got == [
         ("llama-70b", 0, "gpu-0", ("0", "1", "2", "3"), False),
-        ("llama-70b", 1, "gpu-0", ("4", "5", "6", "7"), False),
-        ("llama-70b", 2, "gpu-1", ("0", "1", "2", "3"), False),
+        ("llama-70b", 1, "gpu-1", ("0", "1", "2", "3"), False),
+        ("llama-70b", 2, "gpu-0", ("4", "5", "6", "7"), False),
         ("llama-8b", 0, "gpu-1", ("4",), False),
         ("llama-8b", 1, "gpu-1", ("5",), False),
     ]
     assert result.free == {"gpu-0": (), "gpu-1": ("6", "7")}
     assert result.ok and not result.unplaced and not result.warnings
+
+
+def test_replicas_spread_over_the_hosts_that_list_them():
+    """Issue 20: five replicas on two listed hosts all landed on the first; losing it lost the model."""
+    fleet = baremetal_fleet([baremetal_host(f"gpu-0{i}", H100, 8, ["m"], where=f"target.hosts[{i}]") for i in range(2)])
+    result = place(fleet, [ModelDemand("m", 1, H100, replicas=5, where="models[0]")])
+    assert [r.leader.node for r in result.replicas] == ["gpu-00", "gpu-01", "gpu-00", "gpu-01", "gpu-00"]
+    assert result.free_gpus() == {"gpu-00": 5, "gpu-01": 6} and not result.warnings
+
+
+def test_replicas_spread_over_zones_before_nodes():
+    fleet = Fleet((Node("a1", H100, 8, zone="a"), Node("a2", H100, 8, zone="a"), Node("b1", H100, 8, zone="b")))
+    result = place(fleet, [ModelDemand("m", 2, H100, replicas=4)])
+    assert [r.leader.node for r in result.replicas] == ["a1", "b1", "a2", "b1"]
+
+
+def test_spreading_gives_way_to_placing_every_replica():
+    """Spreading `wide` over big-1 and big-2 would leave `pinned` (hosts big-2 and tiny) one
+    replica short; best fit alone places everything, with a warning per crowded model."""
+    fleet = Fleet((Node("tiny", H100, 2), Node("big-1", H100, 8), Node("big-2", H100, 8)))
+    demands = [ModelDemand("pinned", 2, H100, pipeline_parallel=2, replicas=2, hosts=("big-2", "tiny"), where="models[0]"),
+               ModelDemand("wide", 4, H100, replicas=2, where="models[1]")]
+    result = solve(fleet, demands)
+    assert result.ok, result.problems
+    assert {(r.model, r.leader.node) for r in result.replicas} == {("wide", "big-1"), ("pinned", "big-2")}
+    assert any(w.startswith("models[1]: wide's replicas could not be spread") for w in result.warnings), result.warnings
 
 
 def test_small_host_uses_the_listed_device_ids():
@@ -435,6 +462,32 @@ def test_placement_invariants(case):
     assert solve(fleet, demands) == result  # deterministic
 
 
+@PROPERTY
+@given(fleets_and_demands())
+def test_replicas_are_spread_whenever_room_allows(case):
+    """No replica could move to a node of its GPU type that has room for it and holds at least
+    two fewer replicas of its model: spreading holds wherever capacity allows it (unless the
+    result says it had to give way to placing every replica)."""
+    fleet, demands = case
+    result = solve(fleet, demands)
+    if any("could not be spread" in w for w in result.warnings):
+        return
+    nodes = {n.name: n for n in fleet.nodes}
+    for d in demands:
+        mine = [r for r in result.replicas if r.model == d.name]
+        if not mine or any(r.spans_nodes for r in mine):
+            continue
+        count = {n: 0 for n in nodes}
+        for r in mine:
+            count[r.leader.node] += 1
+        allowed = [n for n in fleet.nodes if n.gpu_type in d.gpu_types and (n.serves is None or d.name in n.serves)
+                   and (d.hosts is None or n.name in d.hosts)]
+        for a in {r.leader.node for r in mine}:
+            for b in allowed:
+                if b.gpu_type == nodes[a].gpu_type and count[b.name] <= count[a] - 2:
+                    assert len(result.free[b.name]) < d.gpus_per_replica, (d.name, a, b.name, count, result.free)
+
+
 @settings(max_examples=60, deadline=None)
 @given(per_node=st.sampled_from([1, 2, 4, 8]), nodes=st.integers(1, 6), tp=st.sampled_from([1, 2, 4, 8]),
        replicas=st.integers(0, 12))
@@ -445,6 +498,8 @@ def test_single_model_fills_a_uniform_pool_exactly(per_node, nodes, tp, replicas
     assert len(result.replicas) == min(replicas, fit)
     assert result.ok == (0 < fit and replicas <= fit)  # a model that can never fit is an error even at 0 replicas
     assert not any(r.spans_nodes for r in result.replicas)
+    per = [sum(r.leader.node == f"p-{i}" for r in result.replicas) for i in range(nodes)]
+    assert max(per) - min(per) <= 1 or min(per) == per_node // tp  # even, unless the emptiest node is full
 
 
 @settings(max_examples=40, deadline=None)
