@@ -192,7 +192,7 @@ class Replica:
         moved = weights + b * context * self.kv_bytes_per_token
         t_mem = moved / (tp * self.gpu.memory_bandwidth_gbs * 1e9 * self.eff.bandwidth)
         flops = b * (2 * m.active_params + 4 * m.layers * m.attention_heads * m.head_dim * context)
-        t_compute = flops / (tp * peak_flops_per_gpu(self.gpu, self.quantization) * self.eff.compute)
+        t_compute = flops / (tp * self.peak_flops * self.eff.compute)
         if prefill_tokens > 0:
             t_compute += prefill_tokens * self.prefill_gpu_s_per_token(prompt) / (tp * pp)
         exposed = (1 - self.eff.overlap) * min(t_mem, t_compute)
@@ -208,10 +208,18 @@ class Replica:
         others = max(0.0, batch - 1)
         return self._step(batch, prompt + output / 2, others / output * prompt, prompt)
 
+    @property
+    def peak_flops(self) -> float:
+        found = self.__dict__.get("_peak")
+        if found is None:
+            found = peak_flops_per_gpu(self.gpu, self.quantization)
+            object.__setattr__(self, "_peak", found)
+        return found
+
     def prefill_gpu_s_per_token(self, prompt: float) -> float:
         m = self.model
         flops = 2 * m.active_params + 2 * m.layers * m.attention_heads * m.head_dim * prompt
-        return flops / (peak_flops_per_gpu(self.gpu, self.quantization) * self.eff.prefill)
+        return flops / (self.peak_flops * self.eff.prefill)
 
     def prefill_latency_s(self, prompt: float) -> float:
         """One prompt alone: the stages run in turn, each over TP GPUs."""
@@ -289,15 +297,18 @@ def ttft_p99_s(rep: Replica, rho: float, batch: int, prompt: float, output: floa
 
 def highest_utilization(rep: Replica, batch: int, prompt: float, output: float, ttft_slo_s: float,
                         cap: float) -> float:
-    """Largest utilisation <= cap whose TTFT p99 meets the SLO (0: not even an idle replica)."""
-    if ttft_p99_s(rep, 0.0, batch, prompt, output) > ttft_slo_s:
+    """Largest utilisation <= cap whose TTFT p99 meets the SLO (0: not even an idle replica).
+    Only the queueing wait depends on the utilisation, so the rest is computed once."""
+    base = rep.prefill_latency_s(prompt) + rep.step_s(batch, prompt, output)
+    service = rep.prefill_replica_s(prompt)
+    if base > ttft_slo_s:
         return 0.0
-    if ttft_p99_s(rep, cap, batch, prompt, output) <= ttft_slo_s:
+    if base + wait_p99_s(cap, service) <= ttft_slo_s:
         return cap
     lo, hi = 0.0, cap
     for _ in range(30):
         mid = (lo + hi) / 2
-        if ttft_p99_s(rep, mid, batch, prompt, output) <= ttft_slo_s:
+        if base + wait_p99_s(mid, service) <= ttft_slo_s:
             lo = mid
         else:
             hi = mid

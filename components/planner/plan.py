@@ -445,14 +445,14 @@ def compare_to_optimum(configured: Plan, optimum: Plan, cost_factor: float = 1.5
             warnings.append(f"{name}: configured {configured.describe()} costs ${a:,.2f}/h, {a / b:.1f}x the optimum "
                             f"{optimum.describe()} at ${b:,.2f}/h")
     elif optimum.gpus > 0 and configured.gpus > cost_factor * optimum.gpus * spare:
-        warnings.append(f"{name}: configured {configured.describe()} uses {configured.gpus / optimum.gpus:.1f}x the GPUs "
-                        f"of the optimum {optimum.describe()}")
+        warnings.append(f"{name}: configured {configured.describe()} uses {configured.gpus / optimum.gpus:.1f}x the optimum's "
+                        f"GPUs ({optimum.describe()}; one spare replica allowed)")
     return warnings  # at most one replica more than the optimum: a spare, not waste
     if a is not None and b is not None and b > 0:
         if a > cost_factor * b:
             warnings.append(f"{name}: configured {configured.describe()} costs ${a:,.2f}/h, {a / b:.1f}x the optimum "
                             f"{optimum.describe()} at ${b:,.2f}/h")
     elif optimum.gpus > 0 and configured.gpus > cost_factor * optimum.gpus:
-        warnings.append(f"{name}: configured {configured.describe()} uses {configured.gpus / optimum.gpus:.1f}x the GPUs "
-                        f"of the optimum {optimum.describe()}")
+        warnings.append(f"{name}: configured {configured.describe()} uses {configured.gpus / optimum.gpus:.1f}x the optimum's "
+                        f"GPUs ({optimum.describe()}; one spare replica allowed)")
     return warnings
