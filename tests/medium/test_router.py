@@ -58,7 +58,7 @@ def test_every_medium_stack_renders_the_router(medium, name):
     conf = config["nginx.conf"]
     assert "templates/gateway/nginx.conf.j2" in conf and "least_conn;" in conf
     # The keys' digests are included from the Secret's mount, never in the ConfigMap.
-    assert f"include {router.AUTH_FILE};" in conf
+    assert re.search(rf"include {re.escape(router.AUTH_DIR)}/[^;]*;", conf)
     ns = result.stack.spec.target.namespace
     for m in result.stack.models:
         assert f"server vllm-{m.name}.{ns}.svc.cluster.local:8000 " in conf
@@ -154,15 +154,14 @@ def _local(conf: str, work, servers: dict[str, str], keys: tuple[str, ...] = (KE
     """The ConfigMap's nginx.conf with only addresses and paths changed for 127.0.0.1, and the
     auth Secret's content (for `keys`) where the Secret would be mounted."""
     for service, address in servers.items():
-        conf, n = re.subn(rf"server {re.escape(service)} ", f"server {address} ", conf)
-        assert n == 1, service
-        conf = conf.replace(f"http://{service}/", f"http://{address}/")
+        assert f"server {service} " in conf, service
+        conf = conf.replace(service, address)  # upstream servers, probe upstreams, proxy_pass
     port, status_port = free_port(), free_port()
     conf = re.sub(r"listen 8000;", f"listen 127.0.0.1:{port};", conf)
     conf = re.sub(r"listen 8081;", f"listen 127.0.0.1:{status_port};", conf)
     conf = conf.replace("/etc/nginx/tierscale/model_router.js", str(work / "model_router.js"))
     (work / router.AUTH_KEY).write_text(router.auth_secret_data(list(keys))[router.AUTH_KEY])
-    conf, n = re.subn(rf"include {re.escape(router.AUTH_FILE)};", f"include {work / router.AUTH_KEY};", conf)
+    conf, n = re.subn(rf"include {re.escape(router.AUTH_DIR)}/[^;]*;", f"include {work / router.AUTH_KEY};", conf)
     assert n == 1
     conf = conf.replace("pid /tmp/nginx.pid", f"pid {work}/nginx.pid").replace("error_log stderr", f"error_log {work}/logs/error.log")
     conf = conf.replace("access_log /dev/stdout", f"access_log {work}/logs/access.log")
@@ -224,9 +223,9 @@ def test_the_router_config_routes_by_body_model(medium, tmp_path):
 def test_the_router_splits_body_routed_traffic_by_the_canary_weight(medium, tmp_path):
     """Issue 20 item 2: ordinary OpenAI requests (`/v1/chat/completions`, `model` in the body)
     reach the canary's Service for `weight`% of requests. The rendered router config, run on
-    127.0.0.1 in front of a stable and a canary stub: 1000 requests at weight 5 must give the
-    canary a share inside the binomial 4-sigma band [22, 78] (nginx's smooth weighted round
-    robin gives exactly 50)."""
+    127.0.0.1 in front of a stable and a canary stub: 400 requests at weight 5 must give the
+    canary a share inside the binomial 4-sigma band [3, 37] around 20 (nginx's smooth weighted
+    round robin gives exactly 20; without weights least_conn gives about 200)."""
     stack = medium["medium-prod"].stack
     ns = stack.spec.target.namespace
     m = stack.models[-1]
@@ -242,7 +241,7 @@ def test_the_router_splits_body_routed_traffic_by_the_canary_weight(medium, tmp_
     (tmp_path / "model_router.js").write_text(model_router.router_js())
     local, port, status_port = _local(conf, tmp_path, addresses)
     nginx = Nginx(local, tmp_path).start()
-    n = 1000
+    n = 400
     try:
         wait_http(f"http://127.0.0.1:{status_port}/gateway/health")
         body = {"model": m.served_model_name, "max_tokens": 1, "messages": [{"role": "user", "content": "hi"}]}
@@ -252,7 +251,8 @@ def test_the_router_splits_body_routed_traffic_by_the_canary_weight(medium, tmp_
         hits = {"stable": stable.stats()["requests"], "canary": canary.stats()["requests"]}
         assert hits["stable"] + hits["canary"] >= n
         share = hits["canary"]
-        assert 22 <= share <= 78, hits
+        print(f"canary split: {hits} of {n} body-routed requests at weight 5")
+        assert 3 <= share <= 37, hits
     finally:
         nginx.stop()
         for s in (stable, canary, *others.values()):
