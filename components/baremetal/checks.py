@@ -19,6 +19,11 @@ from components.spec.model import BaremetalTarget, StackSpec
 # `interconnect.kind: pcie*`: L4, L40S, A10G, RTX 4090) never sit on an NVSwitch; the catalog's
 # NVLink types are the SXM parts whose per-GPU NVLink figure needs the switch.
 NVSWITCH_BOARD_GPUS = 8
+# "For cutting-edge platforms such as NVIDIA Grace Hopper or NVIDIA Blackwell, you must use the
+# open-source GPU kernel modules. The proprietary drivers are unsupported on these platforms."
+# (NVIDIA Technical Blog, "NVIDIA Transitions Fully Towards Open-Source GPU Kernel Modules",
+# 2024-07-17). Blackwell is compute capability 10.x and up (the catalog's `compute_capability`).
+OPEN_MODULES_FROM_CAPABILITY = 10
 
 
 def _address_key(address: str) -> str:
@@ -51,6 +56,15 @@ def problems(spec: StackSpec) -> list[Problem]:
         return out
     catalog = gpu_catalog()
     addresses: dict[str, int] = {}
+    if not target.open_kernel_modules:
+        needs_open = sorted({h.gpu_type or spec.gpu.type for h in target.hosts if h.gpus
+                             and int(catalog[h.gpu_type or spec.gpu.type].compute_capability.split(".")[0])
+                             >= OPEN_MODULES_FROM_CAPABILITY})
+        if needs_open:
+            out.append(Problem("target.openKernelModules", (
+                f"false, but {', '.join(needs_open)} (Blackwell) GPUs run only with NVIDIA's open kernel modules; the "
+                "proprietary modules do not support them (NVIDIA, \"NVIDIA Transitions Fully Towards Open-Source GPU "
+                "Kernel Modules\"): set openKernelModules: true")))
     for i, host in enumerate(target.hosts):
         where = f"target.hosts[{i}]"
         if host.models and "inference" not in host.roles:

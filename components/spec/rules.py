@@ -222,6 +222,10 @@ def _gateway_features(spec: StackSpec, problems: list[Problem]) -> None:
         where = "the nginx gateway" if spec.tier == "small" else f"the {spec.tier} tier's model router"
         problems.append(Problem("gateway.fallbackModel", f"{where} has no fallback model (only LiteLLM's router "
                                 "`fallbacks` does): set gateway.kind: litellm (small tier) or remove it"))
+    if gw.fallback_model and gw.kind == "litellm" and len(spec.models) == 1 and gw.fallback_model == default_name(spec.models[0]):
+        problems.append(Problem("gateway.fallbackModel", (
+            f"{gw.fallback_model!r} is the stack's only model: LiteLLM falls back from every other model to it, so "
+            "there is nothing to fall back from; add the model it should back up, or remove fallbackModel")))
     if gw.kind == "litellm" and spec.tier == "small" and spec.security.tls.enabled:
         problems.append(Problem("security.tls.enabled", (
             "the rendered LiteLLM gateway serves plain HTTP (its container gets no --ssl_keyfile_path/"
