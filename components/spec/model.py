@@ -490,7 +490,7 @@ class Region(SpecModel):
     kubernetes_version: Literal[KUBERNETES_VERSIONS] = Field(  # type: ignore[valid-type]
         default=DEFAULT_KUBERNETES_VERSION, description="The cluster's Kubernetes minor version (quoted).")
     namespace: Optional[str] = Field(default=None, pattern=DNS_LABEL, description="Namespace for serving workloads, "
-                                     "distinct per region (Pulumi names objects by namespace); default: tierscale-<name>.")
+                                     "any, also the same in every region (objects are named by region); default: tierscale-<name>.")
     gpu_nodes: PositiveInt = Field(description="GPU nodes this region can reach: the Karpenter GPU limit (eks) or the "
                                    "cluster's GPU nodes (kubernetes).")
     on_demand_floor_nodes: Optional[int] = Field(
@@ -617,7 +617,9 @@ class CanaryModel(SpecModel):
 
 class CanarySpec(SpecModel):
     routing: Literal["httproute", "virtualservice"] = Field(
-        default="httproute", description="Gateway API HTTPRoute backendRefs weights, or an Istio VirtualService.")
+        default="httproute", description="httproute: the model router splits the model's body-routed requests by "
+        "weight (behind the region's Ingress or HTTPRoute); virtualservice: an Istio VirtualService on the stable "
+        "Service splits mesh traffic.")
     models: list[CanaryModel] = Field(min_length=1, description="Models with a canary revision.")
 
 
