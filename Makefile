@@ -18,7 +18,7 @@ APT_PACKAGES := python3 python3-venv nginx-light libnginx-mod-http-js prometheus
 	openssh-client podman runc netavark aardvark-dns iptables redis-server
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-deps preview test render validate clean docs
+.PHONY: setup system-deps preview test render validate clean docs demo demo-stop
 
 setup: system-deps $(VENV)/.installed .venv-checkov/.installed .venv-litellm/.installed .venv-docs/.installed .venv-vllm/.installed
 
@@ -86,6 +86,17 @@ preview: setup
 
 test: setup
 	$(VENV)/bin/pytest -q --durations=25
+
+# Try the small tier on this machine, no Docker and no GPU (docs/getting-started/try-without-gpu.md):
+# the vLLM CPU build serving a tiny generated model (TIERSCALE_DEMO_MODEL=hf: the stack's
+# Hugging Face model) behind the rendered nginx gateway and Prometheus. Ctrl-C or `make demo-stop` stops it.
+DEMO_STACK ?= local-demo
+DEMO_ARGS ?=
+demo: system-deps $(VENV)/.installed .venv-vllm/.installed
+	$(VENV)/bin/tierscale up --local --stack $(DEMO_STACK) $(DEMO_ARGS)
+
+demo-stop: $(VENV)/.installed
+	$(VENV)/bin/tierscale down --local --stack $(DEMO_STACK)
 
 clean:
 	rm -rf build .pytest_cache .hypothesis
