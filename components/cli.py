@@ -1,7 +1,13 @@
 """The `tierscale` command: render, validate, inventory, plan, schema.
 
-Exit codes: 0 success; 1 a validator failed; 2 invalid input (the message names the key);
-70 an internal error (set TIERSCALE_DEBUG=1 to see the traceback).
+Exit codes (components/cli_options.EXIT_CODES; docs/reference/cli-conventions.md; every command's help):
+  0 success
+  1 a check failed (a validator, --strict warnings, a due tier change, an SLO gate, migrate run rolled back)
+  2 invalid input (the message names the option or key and what is allowed)
+  3 migrate run: the rollback could not be applied or verified
+  70 an internal error (set TIERSCALE_DEBUG=1 to see the traceback)
+Shared options (--stack NAME|FILE, --stacks-dir, --out, --json, --verbose) are declared once in
+components/cli_options.py; `--json` always prints one JSON object on stdout and nothing else there.
 """
 
 from __future__ import annotations
@@ -17,6 +23,9 @@ from rich.console import Console
 from rich.table import Table
 
 from components import paths
+from components.cli_options import (EXIT_CHECK_FAILED, JsonOption, StackOption, StacksDirOption, VerboseOption,
+                                    add_exit_code_epilog, console, emit_json, fail_spec, out_option, print_command,
+                                    stack_args, stack_ref, table)
 from components.spec import SpecError
 
 # -h as well as --help on every command; `tierscale --install-completion` / `--show-completion`
@@ -77,89 +86,127 @@ def _print_findings(resolved) -> None:
 
 @app.command()
 def render(
-    stack: str = typer.Option(..., "--stack", "-s", help="Stack name: stacks/Pulumi.<name>.yaml"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (default build/<stack>)"),
-    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    stack: StackOption,
+    out_dir: out_option("Output directory (default build/<stack>)") = None,
+    stacks_dir: StacksDirOption = paths.STACKS_DIR,
+    verbose: VerboseOption = False,
+    as_json: JsonOption = False,
 ) -> None:
-    """Run the stack's Pulumi program under the mock runtime and write every artifact."""
+    """Run the stack's Pulumi program under the mock runtime, write every artifact and summarise the
+    result: GPUs by type, cost, endpoints, failover time (large tier); --verbose lists resource types."""
+    from components.cli_summary import summary, text_lines
     from components.render import render_stack
 
+    given = stack
+    stack, stacks_dir = stack_ref(stack, stacks_dir)
     try:
         result = render_stack(stack, out_dir, stacks_dir=stacks_dir)
     except SpecError as error:
-        _fail_spec(error)
+        fail_spec(error)
     _print_findings(result.stack)
-    table = Table(title=f"{stack}: {len(result.resources)} resources")
-    table.add_column("type")
-    table.add_column("count", justify="right")
-    for kind, count in sorted(result.counts_by_type().items()):
-        table.add_row(kind, str(count))
-    out.print(table)
-    chosen = Table(title="values chosen per model (derived = filled by the planner)")
-    for col in ("model", "TP", "PP", "replicas", "maxModelLen", "startup budget s", "derived"):
-        chosen.add_column(col)
-    for m in result.stack.models:
-        chosen.add_row(m.name, str(m.tensor_parallel), str(m.pipeline_parallel), str(m.replicas),
-                       str(m.max_model_len), str(m.startup_budget_s), ", ".join(sorted(m.derived)))
-    out.print(chosen)
-    out.print(f"wrote {len(result.files)} files to {result.out_dir}")
+    next_command = ["tierscale", "validate", *stack_args(given, stacks_dir)] + (["--out", str(out_dir)] if out_dir else [])
+    doc = summary(result, next_command)
+    if as_json:
+        emit_json(doc)
+        return
+    c = console()
+    for line in text_lines(doc):
+        c.print(line, markup=False)
+    if verbose:
+        kinds = table(f"{stack}: {doc['resources']} resources by type", "type", "count", right=("count",))
+        for kind, count in doc["resources_by_type"].items():
+            kinds.add_row(kind, str(count))
+        c.print(kinds)
+    chosen = table("values chosen per model", "model", "GPU", "TP", "PP", "replicas", "GPUs", "max len",
+                   "startup s", right=("TP", "PP", "replicas", "GPUs", "max len", "startup s"))
+    for m in doc["models"]:
+        replicas = str(m["replicas"]) if m["max_replicas"] == m["replicas"] else f"{m['replicas']}-{m['max_replicas']}"
+        chosen.add_row(m["name"], m["gpu_type"], str(m["tensor_parallel"]), str(m["pipeline_parallel"]), replicas,
+                       str(m["gpus"]), str(m["max_model_len"]), str(m["startup_budget_s"]))
+    c.print(chosen)
+    for m in doc["models"]:
+        if m["derived"]:
+            c.print(f"{m['name']}: derived by the planner: {', '.join(m['derived'])}", markup=False)
+    print_command(next_command)
 
 
 @app.command()
 def validate(
-    stack: str = typer.Option(..., "--stack", "-s", help="Stack name"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Render directory (default build/<stack>)"),
-    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    stack: StackOption,
+    out_dir: out_option("Render directory (default build/<stack>)") = None,
+    stacks_dir: StacksDirOption = paths.STACKS_DIR,
     strict: bool = typer.Option(False, "--strict", help="Also fail (exit 1) on capacity/SLO warnings"),
+    as_json: JsonOption = False,
 ) -> None:
-    """Render the stack, then run every validator that applies; fail if any fails."""
+    """Render the stack, then run every validator that applies; fail (exit 1) if any fails."""
     from components.render import render_stack
     from components.validate import validate_rendered
 
+    stack, stacks_dir = stack_ref(stack, stacks_dir)
     try:
         result = render_stack(stack, out_dir, stacks_dir=stacks_dir)
     except SpecError as error:
-        _fail_spec(error)
+        fail_spec(error)
     _print_findings(result.stack)
     outcomes = validate_rendered(result.stack, result.out_dir)
-    table = Table(title=f"{stack}: validators")
-    for col in ("validator", "result", "detail"):
-        table.add_column(col)
-    for o in outcomes:
-        table.add_row(o.name, "[green]pass[/]" if o.ok else "[red]FAIL[/]", o.detail[:300])
-    out.print(table)
-    if not all(o.ok for o in outcomes):
-        raise typer.Exit(1)
-    if strict and result.stack.warnings:
-        sys.stderr.write(f"--strict: {len(result.stack.warnings)} warning(s) above; fix them or drop --strict\n")
-        raise typer.Exit(1)
+    failed = [o.name for o in outcomes if not o.ok]
+    warnings = [str(w) for w in result.stack.warnings]
+    strict_failed = strict and bool(warnings)
+    if as_json:
+        emit_json({"stack": stack, "tier": result.stack.spec.tier, "out_dir": str(result.out_dir),
+                   "ok": not failed and not strict_failed, "strict": strict, "failed": failed,
+                   "validators": [{"name": o.name, "ok": o.ok, "message": o.detail} for o in outcomes],
+                   "warnings": warnings, "notes": list(result.stack.notes)})
+    else:
+        rows = table(f"{stack}: validators", "validator", "result", "detail")
+        for o in outcomes:
+            rows.add_row(o.name, "[green]pass[/]" if o.ok else "[red]FAIL[/]", o.detail)
+        console().print(rows)
+    if failed:
+        raise typer.Exit(EXIT_CHECK_FAILED)
+    if strict_failed:
+        sys.stderr.write(f"--strict: {len(warnings)} warning(s) above; fix them or drop --strict\n")
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 @app.command()
 def inventory(
-    stack: str = typer.Option(..., "--stack", "-s", help="A baremetal stack"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="Output directory (default build/<stack>/ansible)"),
-    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    stack: StackOption,
+    out_dir: out_option("Output directory (default build/<stack>/ansible)") = None,
+    stacks_dir: StacksDirOption = paths.STACKS_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Write the Ansible inventory and group variables for a bare-metal stack."""
+    import shlex
+
     from components.baremetal.inventory import files
     from components.spec import Problem
     from components.spec.stack_file import load_stack
 
+    stack, stacks_dir = stack_ref(stack, stacks_dir)
     try:
         resolved = load_stack(stack, stacks_dir)
         if resolved.spec.tier != "baremetal":
             raise SpecError([Problem("tier", f"is {resolved.spec.tier!r}; `inventory` needs a baremetal stack")], f"stack {stack}")
     except SpecError as error:
-        _fail_spec(error)
-    target = out_dir or paths.REPO_ROOT / "build" / stack / "ansible"
+        fail_spec(error)
+    # Absolute: the next-step command changes directory before it reads the inventory.
+    target = (out_dir or paths.REPO_ROOT / "build" / stack / "ansible").resolve()
+    written = []
     for rel, content in files(resolved, stack).items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(content)
-        out.print(f"wrote {path}")
-    out.print(f"next: cd ansible && ansible-playbook -i {target / 'inventory.yml'} site.yml && "
-              f"ansible-playbook -i {target / 'inventory.yml'} verify.yml")
+        written.append(str(path))
+        if not as_json:
+            sys.stdout.write(f"wrote {path}\n")
+    inv = shlex.quote(str(target / "inventory.yml"))
+    next_command = (f"cd {shlex.quote(str(paths.REPO_ROOT / 'ansible'))} && ansible-playbook -i {inv} site.yml && "
+                    f"ansible-playbook -i {inv} verify.yml")
+    if as_json:
+        emit_json({"stack": stack, "out_dir": str(target), "files": written, "next": next_command})
+        return
+    print_command(next_command)
 
 
 @app.command()
@@ -272,16 +319,22 @@ def _plan_stack(stack: str, stacks_dir: Path, as_json: bool) -> None:
 
 @app.command()
 def schema(
-    check: bool = typer.Option(False, "--check", help="Fail if Pulumi.yaml or docs/config-reference.md is stale"),
+    check: bool = typer.Option(False, "--check", help="Fail (exit 1) if Pulumi.yaml or docs/config-reference.md is stale"),
+    as_json: JsonOption = False,
 ) -> None:
     """Regenerate Pulumi.yaml's config block and docs/config-reference.md from the spec."""
     from components.spec import reference
 
     stale = reference.write_all(check=check)
+    if as_json:
+        emit_json({"check": check, "ok": not (check and stale), "stale": stale if check else [],
+                   "written": [] if check else stale})
+    elif check and stale:
+        sys.stderr.write(f"stale: {', '.join(stale)}; run `venv/bin/tierscale schema`\n")
+    else:
+        sys.stdout.write("up to date\n" if check else "written: Pulumi.yaml, docs/config-reference.md\n")
     if check and stale:
-        err.print(f"stale: {', '.join(stale)}; run `venv/bin/tierscale schema`", markup=False)
-        raise typer.Exit(1)
-    out.print("up to date" if check else "written: Pulumi.yaml, docs/config-reference.md")
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 migrate_app = typer.Typer(no_args_is_help=True, help="Move a deployment between stacks: plan, check, run.")
@@ -355,15 +408,11 @@ def migrate_plan(
         sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
         return
     out.print(f"[bold]{source} -> {destination}[/]" + (f"  (tier {result.tier_change})" if result.tier_change else ""))
-    changes = Table(title="what changes")
-    for col in ("model", "change", "detail", "cold start s"):
-        changes.add_column(col)
+    changes = table("what changes", "model", "change", "detail", "cold start s")
     for c in result.changes:
         changes.add_row(c.name, c.change, c.detail, str(result.cold_start_s.get(c.name, "-")))
     out.print(changes)
-    costs = Table(title="strategies (extra capacity during the switch)")
-    for col in ("strategy", "extra GPUs", "extra cost USD", ""):
-        costs.add_column(col)
+    costs = table("strategies (extra capacity during the switch)", "strategy", "extra GPUs", "extra cost USD", "")
     for s, n in result.extra_gpus.items():
         usd = result.extra_cost_usd[s]
         costs.add_row(s, str(n), "-" if usd is None else f"{usd:,.0f}",
@@ -371,9 +420,7 @@ def migrate_plan(
     out.print(costs)
     out.print(f"strategy: {result.strategy} — {result.why}", markup=False)
     out.print("traffic: " + " -> ".join(f"{s['percent']}% ({s['hold']})" for s in result.traffic_steps), markup=False)
-    gates = Table(title="gates (every step; a failure returns the destination's weight to 0)")
-    for col in ("gate", "pass when", "PromQL"):
-        gates.add_column(col, overflow="fold")
+    gates = table("gates (every step; a failure returns the destination's weight to 0)", "gate", "pass when", "PromQL")
     for g in result.gates:
         gates.add_row(g.name, f"{g.op} {g.threshold:g} {g.unit}", g.promql)
     out.print(gates)
@@ -386,21 +433,27 @@ def migrate_plan(
 
 @migrate_app.command("check")
 def migrate_check(
-    stack: str = typer.Option(..., "--stack", "-s", help="Stack to check"),
-    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    stack: StackOption,
+    stacks_dir: StacksDirOption = paths.STACKS_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Is a tier change due for the load this stack is planned for? Exit 0 no, 1 yes."""
     from components.migration.triggers import check
     from components.spec.stack_file import load_stack
 
+    stack, stacks_dir = stack_ref(stack, stacks_dir)
     try:
         report = check(load_stack(stack, stacks_dir))
     except SpecError as error:
-        _fail_spec(error)
-    verdict = f"move to {report.next_tier}" if report.due else "no tier change due"
-    out.print(f"{stack} ({report.tier}): {verdict}: " + "; ".join(report.reasons), markup=False)
+        fail_spec(error)
+    if as_json:
+        emit_json({"stack": stack, "tier": report.tier, "qps": report.qps, "nodes": report.nodes, "due": report.due,
+                   "next_tier": report.next_tier, "reasons": list(report.reasons)})
+    else:
+        verdict = f"move to {report.next_tier}" if report.due else "no tier change due"
+        console().print(f"{stack} ({report.tier}): {verdict}: " + "; ".join(report.reasons), markup=False)
     if report.due:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_CHECK_FAILED)
 
 
 @migrate_app.command("run")
@@ -646,6 +699,9 @@ def down(
     killed = state.get("killed") or []
     sys.stdout.write(f"{stack}: stopped ({len(state.get('groups', {}))} process groups"
                      + (f"; {len(killed)} needed SIGKILL" if killed else "") + ")\n")
+
+add_exit_code_epilog(app)  # after every command is registered: each help ends with the exit codes
+
 
 def main() -> None:
     try:

@@ -7,6 +7,7 @@ secret, which is all the spec needs (secret values never reach rendered artifact
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,32 @@ def stack_path(name: str, stacks_dir: Path = paths.STACKS_DIR) -> Path:
     return stacks_dir / f"Pulumi.{name}.yaml"
 
 
+def is_stack_file_ref(value: str) -> bool:
+    """`--stack` names a file rather than a stack when it holds a path separator or ends in
+    .yaml/.yml (a stack name may hold dots, `Prod.EU`, but never a slash)."""
+    return "/" in value or os.sep in value or value.endswith((".yaml", ".yml"))
+
+
+def resolve_stack_ref(value: str, stacks_dir: Path = paths.STACKS_DIR) -> tuple[str, Path]:
+    """`--stack` as the CLI takes it: a stack name (the file is stacks_dir/Pulumi.<name>.yaml),
+    or a path to a `Pulumi.<name>.yaml` file, whose name gives the stack name and whose directory
+    becomes the stacks directory. Raises SpecError on `--stack` for any other file name."""
+    if not is_stack_file_ref(value):
+        return value, stacks_dir
+    path = Path(value).expanduser()
+    file_name = path.name
+    if not (file_name.startswith("Pulumi.") and file_name.endswith(".yaml")) or len(file_name) <= len("Pulumi..yaml"):
+        raise SpecError([Problem("--stack", f"{value!r} is neither a stack name nor a Pulumi.<name>.yaml file; "
+                                 "allowed: a stack name (stacks/Pulumi.<name>.yaml) or a path to Pulumi.<name>.yaml")],
+                        f"stack {value}")
+    if not path.is_file():
+        raise SpecError([Problem("--stack", f"no stack file {value}; allowed: a stack name or an existing "
+                                 "Pulumi.<name>.yaml file")], f"stack {value}")
+    return file_name[len("Pulumi."):-len(".yaml")], path.resolve().parent
+
+
 def read_stack(name: str, stacks_dir: Path = paths.STACKS_DIR, project_file: Path = paths.PROJECT_FILE) -> StackConfig:
+    name, stacks_dir = resolve_stack_ref(name, stacks_dir)
     path = stack_path(name, stacks_dir)
     source = str(path)
     if not path.is_file():
@@ -146,6 +172,7 @@ def load_stack(name: str, stacks_dir: Path = paths.STACKS_DIR) -> ResolvedStack:
     from components.spec.loader import load_spec
     from components.spec.pulumi_config import parse_value
 
+    name, stacks_dir = resolve_stack_ref(name, stacks_dir)
     config = read_stack(name, stacks_dir)
     prefix = f"{NAMESPACE}:"
     values = {k[len(prefix):]: parse_value(v) for k, v in config.values.items() if k.startswith(prefix)}
