@@ -95,7 +95,10 @@ class Gateway:
     and, with `prober`, health_prober.sh, as the Compose project deploys them."""
 
     def __init__(self, workdir: Path, servers: dict[str, list[str]], stack=None, keys=(KEY,),
-                 prober: bool = True, worker_processes: str = "2"):
+                 prober: bool = True, health: bool | None = None, worker_processes: str = "2"):
+        """`prober`: run health_prober.sh; `health` (default: with the prober): render the health
+        file into the config (a test may write it by hand)."""
+        health = prober if health is None else health
         self.workdir = workdir
         self.stack = stack or small_stack()
         self.servers = servers
@@ -113,7 +116,7 @@ class Gateway:
             self.stack, "gateway-test", servers, listen=f"127.0.0.1:{self.port}",
             status_listen=f"127.0.0.1:{self.status_port}", runtime_dir=str(workdir),
             log_dir=str(workdir / "logs"), temp_dir=str(workdir / "tmp"), js_path=str(workdir / "model_router.js"),
-            auth_file=str(auth_file), health_file=str(self.health_file) if prober else None,
+            auth_file=str(auth_file), health_file=str(self.health_file) if health else None,
         ).replace("worker_processes auto;", f"worker_processes {worker_processes};")
         self.nginx = Nginx(self.conf, workdir)
         self.prober_enabled = prober
