@@ -194,7 +194,9 @@ def start_nginx(stack, servers: dict[str, list[str]], work: Path) -> tuple[subpr
     conf = nginx_conf(stack, "gateway-bench", servers, listen=f"127.0.0.1:{port}",
                       status_listen=f"127.0.0.1:{status_port}", runtime_dir=str(work), log_dir=str(work / "logs"),
                       temp_dir=str(work / "tmp"), js_path=str(work / "model_router.js"),
-                      auth_file=str(work / model_router.AUTH_FILE), health_file=None)
+                      auth_file=str(work / model_router.AUTH_FILE), health_file=str(work / "health-down"))
+    # As deployed: njs reads the prober's (here empty) health file on every request.
+    (work / "health-down").write_text("")
     (work / "nginx.conf").write_text(conf)
     extra = "daemon off;" + (" user root;" if os.geteuid() == 0 else "")
     proc = subprocess.Popen(["nginx", "-p", str(work), "-c", str(work / "nginx.conf"), "-e", str(work / "logs/error.log"),

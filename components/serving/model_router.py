@@ -108,6 +108,13 @@ def auth_include(keys: Iterable[str]) -> str:
             f'map $host $tierscale_key_digests {{\n    default "{" ".join(sorted(set(digests)))}";\n}}\n')
 
 
+def auth_include_directive(auth_file: str) -> str:
+    """How nginx.conf includes the key file: a one-file glob (`api-keys.con[f]`), so nginx -t and a
+    gateway started before the secret is written load without it, and then accept no key at all
+    (fail closed: every request 401)."""
+    return f"include {auth_file[:-1]}[{auth_file[-1]}];"
+
+
 def variants(upstream: str, n: int) -> list[tuple[str, list[int]]]:
     """Extra upstream blocks for active health: (name, indices of the servers it excludes)."""
     if n < 2:
@@ -203,9 +210,7 @@ def nginx_conf(stack: ResolvedStack, name: str, servers_by_model: dict[str, list
         unauthorized=UNAUTHORIZED_BODY,
         gateway=stack.spec.gateway,
         api_auth=api_auth,
-        # A one-file glob (`api-keys.con[f]`): nginx -t and a gateway started before the secret
-        # is written load without it, and then accept no key at all (fail closed: every request 401).
-        auth_include_glob=f"{auth_file[:-1]}[{auth_file[-1]}]" if auth_file else None,
+        auth_include=auth_include_directive(auth_file) if auth_file else None,
         health_file=health_file,
         listen=listen,
         status_listen=status_listen,

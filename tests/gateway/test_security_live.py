@@ -230,3 +230,20 @@ def test_auth_off_needs_no_key_file(tmp_path):
     finally:
         gateway.stop()
         replicas[0].kill()
+
+
+def test_a_missing_key_file_accepts_no_key(tmp_path):
+    """Fail closed: a gateway started before its key file exists lets nothing through."""
+    replicas = start_replicas(1)
+    stack = small_stack(models=[{"id": MODEL, "name": "llama-8b", "replicas": 1}])
+    gateway = Gateway(tmp_path, {"llama-8b": [replicas[0].address]}, stack=stack, prober=False)
+    (tmp_path / model_router.AUTH_FILE).unlink()
+    assert model_router.auth_include_directive(str(tmp_path / model_router.AUTH_FILE)) in gateway.conf
+    gateway.start()
+    try:
+        r = httpx.post(gateway.url + "/v1/completions", headers=AUTH, content=BODY)
+        assert (r.status_code, r.json()) == (401, {"error": "Unauthorized"})
+        assert [e for e in replicas[0].requests() if e["target"] != "/health"] == []
+    finally:
+        gateway.stop()
+        replicas[0].kill()
