@@ -152,16 +152,22 @@ def validate(
     failed = [o.name for o in outcomes if not o.ok]
     warnings = [str(w) for w in result.stack.warnings]
     strict_failed = strict and bool(warnings)
+    ok = not failed and not strict_failed
+    # Pulumi reads stack files from stacks/ (Pulumi.yaml stackConfigDir): suggest `pulumi up` only there.
+    deployable = ok and Path(stacks_dir).resolve() == paths.STACKS_DIR.resolve()
+    next_command = ["pulumi", "up", "--stack", stack] if deployable else None
     if as_json:
         emit_json({"stack": stack, "tier": result.stack.spec.tier, "out_dir": str(result.out_dir),
-                   "ok": not failed and not strict_failed, "strict": strict, "failed": failed,
+                   "ok": ok, "strict": strict, "failed": failed,
                    "validators": [{"name": o.name, "ok": o.ok, "message": o.detail} for o in outcomes],
-                   "warnings": warnings, "notes": list(result.stack.notes)})
+                   "warnings": warnings, "notes": list(result.stack.notes), "next": next_command})
     else:
         rows = table(f"{stack}: validators", "validator", "result", "detail")
         for o in outcomes:
             rows.add_row(o.name, "[green]pass[/]" if o.ok else "[red]FAIL[/]", o.detail)
         console().print(rows)
+        if next_command:
+            print_command(next_command)
     if failed:
         raise typer.Exit(EXIT_CHECK_FAILED)
     if strict_failed:
@@ -360,8 +366,8 @@ def _check_migration_pair(source: str, src, destination: str, dst, accept: Optio
 
 @migrate_app.command("plan")
 def migrate_plan(
-    source: str = typer.Option(..., "--from", help="Source stack (what serves today)"),
-    destination: str = typer.Option(..., "--to", help="Destination stack"),
+    source: str = typer.Option(..., "--from", help="Source stack (what serves today): a name or a Pulumi.<name>.yaml path"),
+    destination: str = typer.Option(..., "--to", help="Destination stack: a name or a Pulumi.<name>.yaml path"),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="rolling|buffer|fallback (default: recommended)"),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable plan (stable keys)"),
     rollout_out: Optional[Path] = typer.Option(None, "--rollout-out", help="Model upgrade on medium: write Argo Rollouts "
@@ -381,8 +387,10 @@ def migrate_plan(
     if strategy is not None and strategy not in STRATEGIES:
         _fail_spec(SpecError([Problem("--strategy", f"{strategy!r} is not allowed{suggestion(strategy, STRATEGIES)}; "
                                       f"allowed: {', '.join(STRATEGIES)}")], "migrate plan"))
+    # --from/--to, like --stack, take a stack name or a Pulumi.<name>.yaml path.
+    (source, src_dir), (destination, dst_dir) = stack_ref(source, stacks_dir, "--from"), stack_ref(destination, stacks_dir, "--to")
     try:
-        src, dst = load_stack(source, stacks_dir), load_stack(destination, stacks_dir)
+        src, dst = load_stack(source, src_dir), load_stack(destination, dst_dir)
     except SpecError as error:
         _fail_spec(error)
     _check_migration_pair(source, src, destination, dst, accept, "migrate plan",

@@ -86,13 +86,18 @@ def fail_usage(option: str, message: str) -> NoReturn:
     raise typer.Exit(EXIT_INVALID_INPUT)
 
 
-def stack_ref(stack: str, stacks_dir: Path) -> tuple[str, Path]:
-    """Resolve `--stack` (a name or a Pulumi.<name>.yaml path) to (name, stacks dir); exit 2 otherwise."""
+def stack_ref(stack: str, stacks_dir: Path, option: str = "--stack") -> tuple[str, Path]:
+    """Resolve `--stack` (or `option`, e.g. --from) given as a name or a Pulumi.<name>.yaml path to
+    (name, stacks dir); exit 2 naming the option otherwise."""
+    from components.spec import Problem
     from components.spec.stack_file import resolve_stack_ref
 
     try:
         return resolve_stack_ref(stack, stacks_dir)
     except SpecError as error:
+        if option != "--stack":
+            error = SpecError([Problem(option if p.path == "--stack" else p.path, p.message) for p in error.problems],
+                              error.source)
         fail_spec(error)
 
 

@@ -116,3 +116,16 @@ def test_failover_comes_from_the_large_stack_output():
                                                              "meetsRto": True, "via": "globalAccelerator"}}})
     assert _failover(result)["total_s"] == 10 and _failover(result)["via"] == "globalAccelerator"
     assert _failover(SimpleNamespace(outputs={"tier": "small"})) is None
+
+
+def test_validate_that_passes_ends_with_pulumi_up(tierscale, monkeypatch, tmp_path):
+    import components.validate as validate
+    from components.validate import Outcome
+
+    monkeypatch.setattr(validate, "validate_rendered", lambda stack, out: [Outcome("x", True, "ok")])
+    proc = tierscale("validate", "--stack", "small-dev", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 0, proc.stderr
+    assert shlex.split(_next_line(proc.stdout)) == ["pulumi", "up", "--stack", "small-dev"]
+    monkeypatch.setattr(validate, "validate_rendered", lambda stack, out: [Outcome("x", False, "bad")])
+    proc = tierscale("validate", "--stack", "small-dev", "--out", str(tmp_path / "out"))
+    assert proc.returncode == 1 and "next:" not in proc.stdout  # nothing to deploy after a failure

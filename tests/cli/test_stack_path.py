@@ -43,3 +43,14 @@ def test_a_bad_stack_path_exits_2_naming_the_option(tierscale, tmp_path):
     proc = tierscale("render", "--stack", str(tmp_path / "stack.yaml"), "--out", str(tmp_path / "out"))
     assert proc.returncode == 2 and "--stack" in proc.stderr and "Pulumi.<name>.yaml" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_migrate_plan_from_and_to_take_stack_files(tierscale, tmp_path):
+    shutil.copy(paths.STACKS_DIR / "Pulumi.medium-prod.yaml", tmp_path / "Pulumi.next.yaml")
+    proc = tierscale("migrate", "plan", "--from", "stacks/Pulumi.small-dev.yaml", "--to", str(tmp_path / "Pulumi.next.yaml"),
+                     "--accept", "removed-model", "--json")
+    assert proc.returncode == 0, proc.stderr
+    doc = one_json_document(proc)
+    assert (doc["source"], doc["destination"]) == ("small-dev", "next")
+    proc = tierscale("migrate", "plan", "--from", "small-dev", "--to", str(tmp_path / "next.yaml"))
+    assert proc.returncode == 2 and "  - --to: " in proc.stderr, proc.stderr
