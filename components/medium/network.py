@@ -10,8 +10,8 @@ Prometheus (scrapes) and, for a multi-node model, from the pods of their own gro
 from __future__ import annotations
 
 from components.medium import multinode
-from components.medium.names import MONITORING_NAMESPACE, PART_OF, ROLE_LABEL, TLS_SECRET_NAME
-from components.medium.router import ROUTER_NAME, ROUTER_PORT
+from components.medium.names import MONITORING_NAMESPACE, PART_OF, TLS_SECRET_NAME
+from components.medium.router import ROUTER_NAME, ROUTER_PORT, serving_pods as serving_api_pods
 from components.serving.vllm_args import VLLM_PORT
 from components.spec import ResolvedStack
 
@@ -31,12 +31,7 @@ def network_policies(stack: ResolvedStack, ns: str) -> list[dict]:
     router.network_policies opens it to the router); DNS and the model download egress. No
     rule lets the ingress controller reach a vLLM pod."""
     vllm_pods = {"matchLabels": {"app.kubernetes.io/component": "vllm"}}
-    # Pods that serve the API: not the headless workers of a multi-node group (nothing listens
-    # on :8000 there).
-    serving_pods = vllm_pods
-    if any(m.multi_node for m in stack.models):
-        serving_pods = {**vllm_pods, "matchExpressions": [
-            {"key": ROLE_LABEL, "operator": "NotIn", "values": [multinode.WORKER]}]}
+    serving_pods = serving_api_pods(stack)
     port = [{"protocol": "TCP", "port": VLLM_PORT}]
     groups = [multinode.group_network_policy(m, ns) for m in stack.models if m.multi_node]
     return groups + [

@@ -20,7 +20,8 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Optional
 
-from components.medium.names import APP_LABEL, COMPONENT_LABEL, PART_OF, workload
+from components.medium import multinode
+from components.medium.names import APP_LABEL, COMPONENT_LABEL, PART_OF, ROLE_LABEL, workload
 from components.medium.manifests import RUN_AS_ID, restricted_container_security
 from components.medium.options import CANARY_SUFFIX, DEFAULT, ServingOptions
 from components.serving import model_router, probes, versions
@@ -203,11 +204,20 @@ def _policy(name: str, ns: str, spec: dict) -> dict:
             "metadata": {"name": name, "namespace": ns, "labels": dict(PART_OF)}, "spec": spec}
 
 
+def serving_pods(stack: ResolvedStack) -> dict:
+    """The vLLM pods that serve the API: not the headless workers of a multi-node group
+    (nothing listens on :8000 there)."""
+    pods: dict = {"matchLabels": {COMPONENT_LABEL: "vllm"}}
+    if any(m.multi_node for m in stack.models):
+        pods["matchExpressions"] = [{"key": ROLE_LABEL, "operator": "NotIn", "values": [multinode.WORKER]}]
+    return pods
+
+
 def network_policies(stack: ResolvedStack, ns: str) -> list[dict]:
-    """ingress controller -> router -> vLLM; the namespace's default-deny covers the rest
-    (DNS egress is already allowed for every pod)."""
+    """ingress controller -> router -> vLLM API pods; the namespace's default-deny covers the
+    rest (DNS egress is already allowed for every pod)."""
     router_pods = {"matchLabels": selector()}
-    vllm_pods = {"matchLabels": {COMPONENT_LABEL: "vllm"}}
+    vllm_pods = serving_pods(stack)
     port = [{"protocol": "TCP", "port": ROUTER_PORT}]
     controller = stack.platform.routing.controller_namespace
     return [
