@@ -191,6 +191,25 @@ def _standby_capacity(spec: StackSpec, models: dict, names: dict[str, int], out:
                 f"maxReplicas by >= {short:.0f}")))
 
 
+def _drained_capacity(spec: StackSpec, models: dict, names: dict[str, int], out: list[Problem]) -> None:
+    """active-active/global with route53: a region at trafficDial 0 has its record withdrawn, so
+    the regions still serving must carry each model's peak without it."""
+    if spec.large.topology not in ("active-active", "global") or spec.large.global_traffic.kind != "route53":
+        return
+    drained = [i for i, r in enumerate(spec.target.regions) if r.traffic_dial == 0]
+    if not drained or len(drained) == len(spec.target.regions):
+        return
+    for name, m in models.items():
+        carried = sum(sizing.usable_qps(m, rm.max_replicas) for r in spec.target.regions if r.traffic_dial > 0
+                      for rm in r.models if rm.name == name)
+        if carried < m.expected_qps:
+            i = drained[0]
+            out.append(Problem(f"target.regions[{i}].trafficDial", (
+                f"0 withdraws the record of {spec.target.regions[i].name!r}; the regions still serving carry {carried:.1f} "
+                f"req/s of {name} at their maxReplicas, below the peak {m.expected_qps:g} req/s "
+                f"(models[{names[name]}].expectedQps or slo.expectedQps): raise their maxReplicas before draining")))
+
+
 def _regions(spec: StackSpec, names: dict[str, int], out: list[Problem]) -> None:
     target = spec.target
     seen: dict[str, int] = {}
@@ -265,6 +284,7 @@ def _capacity(spec: StackSpec, names: dict[str, int], out: list[Problem]) -> Non
                                        f"onDemandFloorNodes to >= {-(-sizing.min_gpus(r, models) // spec.gpu.per_node)} "
                                        "or set large.karpenter.spot: false"))
     _standby_capacity(spec, models, names, out)
+    _drained_capacity(spec, models, names, out)
     if spec.large.topology in ("active-active", "global"):
         for n in sizing.n_plus_one(spec, models):
             if n.holds or len(n.per_region_qps) < 2:

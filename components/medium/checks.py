@@ -54,6 +54,11 @@ def problems(spec: StackSpec) -> list[Problem]:
     if not plat.kube_prometheus_stack.enabled and not plat.prometheus_url and any(m.autoscaling for m in spec.models):
         out.append(Problem("platform.prometheusUrl", "required when platform.kubePrometheusStack.enabled is false: "
                            "KEDA scales on a Prometheus query"))
+    if isinstance(target, EksTarget) and plat.gpu_operator.enabled and plat.gpu_operator.driver:
+        out.append(Problem("platform.gpuOperator.driver", (
+            "true on EKS, whose GPU nodes run the EKS-optimized NVIDIA AMI with the driver installed; the GPU "
+            "Operator's driver container does not start on a node that already has one (NVIDIA GPU Operator docs, "
+            "\"Pre-installed NVIDIA GPU drivers\": install with driver.enabled=false): remove it (default: off on EKS)")))
     if plat.gpu_operator.mig_strategy != "none":
         out.append(Problem("platform.gpuOperator.migStrategy",
                            f"{plat.gpu_operator.mig_strategy!r} exposes MIG slices instead of whole GPUs, but every model "

@@ -25,6 +25,9 @@ def problems(spec: StackSpec) -> list[Problem]:
     if spec.monitoring.enabled:
         taken[PROMETHEUS_HOST_PORT] = "Prometheus, published on the host's 127.0.0.1"
         taken[GRAFANA_HOST_PORT] = "Grafana, published on the host's 127.0.0.1"
+    host = spec.target.host
+    if host not in ("localhost", "127.0.0.1", "::1"):
+        taken[spec.target.ssh.port] = f"SSH on {host} (target.ssh.port), which tierscale deploys through"
     if port in taken:
         free = next(p for p in (8000, 8080, 8443, 9000) if p not in taken)
         out.append(Problem("gateway.port", f"{port} is already used by {taken[port]}; choose another port, e.g. {free}"))
