@@ -211,6 +211,16 @@ def plan_runs(opts: Options, stack: Optional[dict]) -> list[Plan]:
     return [make("run", {}, {})]
 
 
+def _dataset(opts: Options, plan: Plan):
+    try:
+        return load_dataset(plan.dataset, plan.prompt_tokens, plan.output_tokens, time_scale=plan.time_scale, seed=opts.seed)
+    except WorkloadError as e:
+        if opts.scenario and opts.dataset is None:  # the scenario file's key, not an option
+            message = str(e).removeprefix("--dataset: ")
+            raise UsageError(f"--scenario {opts.scenario}: scenario {plan.name!r}.dataset: {message}") from None
+        raise
+
+
 def execute(opts: Options, out: Console, err: Console) -> int:
     """Exit code: 0 every gate of every run holds; 1 a gate fails or a stop condition fired; 2 usage."""
     try:
@@ -224,8 +234,7 @@ def execute(opts: Options, out: Console, err: Console) -> int:
                 sys.stderr.write(error.render() + "\n")
                 return 2
         plans = plan_runs(opts, stack)
-        datasets = [load_dataset(p.dataset, p.prompt_tokens, p.output_tokens, time_scale=p.time_scale, seed=opts.seed)
-                    for p in plans]
+        datasets = [_dataset(opts, p) for p in plans]
     except (UsageError, WorkloadError) as e:
         sys.stderr.write(f"error: {e}\n")
         return 2

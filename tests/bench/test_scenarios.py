@@ -74,3 +74,10 @@ def test_cli_exits_2_naming_the_scenario_key(tmp_path):
         r = run_in_process("bench", "--endpoint", "http://127.0.0.1:9", "--model", "m", "--scenario", str(path))
         assert r.returncode == 2, r.stdout + r.stderr
         assert key in r.stderr and "Traceback" not in r.stderr and "internal error" not in r.stderr
+
+
+def test_a_scenario_dataset_that_does_not_load_names_the_scenario(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text("scenarios:\n  - name: a\n    requests: 5\n  - name: replay\n    dataset: sharegpt\n")
+    r = run_in_process("bench", "--endpoint", "http://127.0.0.1:9", "--model", "m", "--scenario", str(path))
+    assert r.returncode == 2 and "scenario 'replay'.dataset: 'sharegpt' is not" in r.stderr, r.stderr
