@@ -85,7 +85,7 @@ def build_request(model: Optional[str], gpu: str, quantization: Optional[str], m
         key, facts = "custom", custom_model(custom_json)
     else:
         if model is None:
-            raise PlanInputError("--model: required (or describe the model with --custom-json)")
+            raise PlanInputError("--model: required (a catalog id or Hugging Face repo id), or --model-config PATH (its config.json), or --custom-json")
         found = resolve_model(model)
         if found is None:
             choices = list(model_catalog()) + [r for f in model_catalog().values() for r in f.hf_repos]
