@@ -150,6 +150,21 @@ def _geography(spec: StackSpec, out: list[Problem]) -> None:
             "to reach, so anyone could use every region's GPUs; set apiAuth: true (clients send the apiKey secret)")))
 
 
+def _primary(spec: StackSpec, out: list[Problem]) -> None:
+    """The EKS regions' model buckets replicate from the primary's (components/large/component.py):
+    an existing-cluster primary has no bucket, so they would stay empty."""
+    if not spec.large.model_storage.enabled:
+        return
+    primary = sizing.primary(spec)
+    eks = [r.name for r in spec.target.regions if r.cluster == "eks"]
+    if primary.cluster != "eks" and eks:
+        key = "target.primaryRegion" if spec.target.primary_region else "target.regions[0]"
+        out.append(Problem(key, (
+            f"{primary.name!r} is the primary region but an existing cluster, which gets no model bucket; the buckets "
+            f"of {', '.join(eks)} replicate from the primary's, so they would stay empty: make an EKS region the "
+            "primary (target.primaryRegion), or set large.modelStorage.enabled: false")))
+
+
 def _standby(spec: StackSpec, names: dict[str, int], out: list[Problem]) -> None:
     """active-passive: the secondary serves every model the primary does, and takes traffic."""
     if spec.large.topology != "active-passive" or len(spec.target.regions) < 2:
@@ -322,6 +337,8 @@ def problems(spec: StackSpec) -> list[Problem]:
     _traffic(spec, out)
     _geography(spec, out)
     _regions(spec, names, out)
+    if not out:
+        _primary(spec, out)
     _standby(spec, names, out)
     if spec.large.canary is not None:
         for j, c in enumerate(spec.large.canary.models):
