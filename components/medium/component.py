@@ -152,7 +152,7 @@ class MediumTier(pulumi.ComponentResource):
                 opts=k8s_opts))
         self.grafana_admin_password: Optional[pulumi.Output[str]] = None
         for addon in addons.addons(stack):
-            plain = prometheus_values(addon.values, args.serving) if addon.chart == "kube-prometheus-stack" \
+            plain = prometheus_values(addon.values, args.serving) if addon.chart_name == "kube-prometheus-stack" \
                 else addon.values
             values: pulumi.Input[dict] = plain
             if addon.secret_paths:
