@@ -226,6 +226,13 @@ def _gateway_features(spec: StackSpec, problems: list[Problem]) -> None:
         problems.append(Problem("gateway.fallbackModel", (
             f"{gw.fallback_model!r} is the stack's only model: LiteLLM falls back from every other model to it, so "
             "there is nothing to fall back from; add the model it should back up, or remove fallbackModel")))
+    if gw.kind == "litellm":
+        defaults = type(gw)()
+        for name, camel in (("connect_timeout_s", "connectTimeoutS"), ("max_request_body_mb", "maxRequestBodyMb")):
+            if getattr(gw, name) != getattr(defaults, name):
+                problems.append(Problem(f"gateway.{camel}", (
+                    "applies to the nginx gateway; the rendered LiteLLM config (litellm/config.yaml) does not set it, "
+                    "so it would be ignored: use gateway.kind: nginx, or remove it")))
     if gw.kind == "litellm" and spec.tier == "small" and spec.security.tls.enabled:
         problems.append(Problem("security.tls.enabled", (
             "the rendered LiteLLM gateway serves plain HTTP (its container gets no --ssl_keyfile_path/"

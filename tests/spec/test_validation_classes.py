@@ -48,6 +48,15 @@ def test_rendered_litellm_cannot_terminate_tls(rendered_litellm):
     assert "ssl_keyfile" not in compose and "ssl_certfile" not in compose and "/tls" not in compose
 
 
+def test_rendered_litellm_ignores_connect_timeout_and_body_size(rendered_litellm):
+    """rules.py refuses gateway.connectTimeoutS / maxRequestBodyMb with LiteLLM: its config sets neither."""
+    config = (rendered_litellm.out_dir / "litellm" / "config.yaml").read_text() \
+        if (rendered_litellm.out_dir / "litellm" / "config.yaml").exists() else \
+        next(p.read_text() for p in rendered_litellm.out_dir.rglob("litellm*/config.yaml"))
+    assert "model_list" in config
+    assert "max_request_size_mb" not in config and "connect_timeout" not in config
+
+
 def test_rendered_nginx_has_no_fallback():
     """rules.py refuses gateway.fallbackModel on nginx: the template has no fallback upstream."""
     from components.paths import REPO_ROOT
