@@ -180,7 +180,7 @@ def report(stack: ResolvedStack) -> dict:
     return {
         "topology": large.topology, "availabilityPct": topo.availability_pct,
         "failover": {"healthCheckS": f.detection_s, "dnsTtlS": f.dns_ttl_s, "totalS": f.total_s, "rtoS": f.rto_s,
-                     "meetsRto": f.meets_rto, "via": large.global_traffic.kind},
+                     "meetsRto": f.meets_rto, "via": large.global_traffic.kind, "basis": f.basis},
         "nPlusOne": {n.model: {"peakQps": n.peak_qps, "perRegionQps": {k: round(v, 1) for k, v in n.per_region_qps.items()},
                                "withoutLargestQps": round(n.without_largest_qps, 1), "largest": n.largest,
                                "holds": n.holds} for n in sizing.n_plus_one(spec, models)},
