@@ -178,8 +178,12 @@ def test_authenticated_requests_reach_only_allowlisted_paths_normalized(gw):
 def test_the_model_list_lookups_carry_the_gateway_headers(gw):
     """The /v1/models subrequests keep keepalive (no Connection: close) and replace a client's
     X-Forwarded-For with the address the gateway saw."""
+    before = [len(r.requests()) for r in gw["replicas"]]
     r = httpx.get(gw["gateway"].url + "/v1/models", headers={**AUTH, "X-Forwarded-For": "6.6.6.6"})
     assert r.status_code == 200 and {m["id"] for m in r.json()["data"]} == {MODEL, QWEN}
+    lookups = [e for rep, n in zip(gw["replicas"], before) for e in rep.requests()[n:]]
+    assert len(lookups) == 2  # one per model
+    assert all(e["connection"] != "close" and e["x_forwarded_for"] == "127.0.0.1" for e in lookups), lookups
     conf = gw["gateway"].conf
     block = conf.split("location = /_tierscale/models/vllm_llama_8b {", 1)[1].split("}", 1)[0]
     assert 'proxy_set_header Connection "";' in block

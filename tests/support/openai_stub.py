@@ -170,7 +170,9 @@ def make_handler(replica: Replica):
             if not path.startswith("/stub/"):
                 with replica.lock:
                     replica.request_log.append({"method": self.command, "target": self.path,
-                                                "authorized": self._key_ok(), "time": time.time()})
+                                                "authorized": self._key_ok(), "time": time.time(),
+                                                "connection": self.headers.get("Connection"),
+                                                "x_forwarded_for": self.headers.get("X-Forwarded-For")})
 
         def _key_ok(self) -> bool:
             """vLLM's AuthenticationMiddleware.verify_token."""
