@@ -228,17 +228,14 @@ def _drained_capacity(spec: StackSpec, models: dict, names: dict[str, int], out:
 def _regions(spec: StackSpec, names: dict[str, int], out: list[Problem]) -> None:
     target = spec.target
     seen: dict[str, int] = {}
-    spaces: dict[str, int] = {}
     for i, r in enumerate(target.regions):
         where = f"target.regions[{i}]"
         if r.name in seen:
             out.append(Problem(f"{where}.name", f"{r.name!r} is already regions[{seen[r.name]}]"))
         seen.setdefault(r.name, i)
-        ns = sizing.namespace(r)
-        if ns in spaces:
-            out.append(Problem(f"{where}.namespace", f"{ns!r} is also regions[{spaces[ns]}]'s namespace; Pulumi names "
-                               "regional objects by namespace: give each region its own"))
-        spaces.setdefault(ns, i)
+        # Regions may share a namespace (an ApplicationSet deploys one path everywhere): regional
+        # objects are named by region (components/large/regional.py). One cluster listed twice is
+        # refused by _geography (same kubeconfig context).
         if r.cluster == "kubernetes":
             for key in ("on_demand_floor_nodes", "gpu_instance_types"):
                 if getattr(r, key) is not None:
