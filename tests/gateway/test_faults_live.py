@@ -102,9 +102,10 @@ def test_a_hung_replica_leaves_rotation_within_10_s(four):
     print(f"\nprober marked it down after {marks['marked'] - marks['stop']:.1f} s; last request sent to it "
           f"{out_after:.1f} s after it hung; {len(failed)} requests timed out on it; "
           f"{sum(r.ok for r in after_out)}/{len(after_out)} later requests succeeded")
-    assert marks["marked"] - marks["stop"] <= model_router.PROBE_FALL * (model_router.PROBE_INTERVAL_S
-                                                                        + model_router.PROBE_TIMEOUT_S) + 1
+    # Worst case 2 x (1 s + 2 s) = 6 s plus scheduling; the requirement is 10 s.
+    bound = model_router.PROBE_FALL * (model_router.PROBE_INTERVAL_S + model_router.PROBE_TIMEOUT_S)
+    assert bound <= 6 and marks["marked"] - marks["stop"] <= 10
     assert out_after <= 10
-    assert len(after_out) >= 100 and all(r.ok for r in after_out)
+    assert len(after_out) >= 20 and all(r.ok for r in after_out)
     # What failed was sent to it before it left rotation.
     assert all(r.start <= last_sent + 0.5 for r in failed)
