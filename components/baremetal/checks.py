@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 
 from components.facts import gpu_catalog
+from components.spec import kubernetes_rules
 from components.spec.errors import Problem
 from components.spec.model import BaremetalTarget, StackSpec
 
@@ -50,7 +51,7 @@ def _address(i: int, host, hosts: int) -> list[Problem]:
 
 
 def problems(spec: StackSpec) -> list[Problem]:
-    out: list[Problem] = []
+    out: list[Problem] = kubernetes_rules.tls_outside_kubernetes(spec)
     target = spec.target
     if not isinstance(target, BaremetalTarget):
         return out

@@ -12,7 +12,7 @@ import functools
 from pathlib import Path
 
 from components.large import facts, sizing
-from components.spec import aws_regions
+from components.spec import aws_regions, kubernetes_rules
 from components.spec.errors import Problem
 from components.spec.fleet import fleet_for, total_gpus
 from components.spec.model import MultiRegionTarget, StackSpec
@@ -323,6 +323,10 @@ def problems(spec: StackSpec) -> list[Problem]:
     out: list[Problem] = []
     if spec.large.platform.gitops is not None:
         out.append(Problem("large.platform.gitops", "the large tier deploys with one ApplicationSet: set large.gitops"))
+    out += kubernetes_rules.problems(
+        spec, spec.large.platform, "large.platform",
+        [(f"target.regions[{i}].namespace", sizing.namespace(r)) for i, r in enumerate(spec.target.regions)],
+        [spec.large.gitops.argocd_namespace] if spec.large.gitops else [])
     names: dict[str, int] = {}
     for i, m in enumerate(spec.models):
         name = default_name(m)
@@ -348,6 +352,13 @@ def problems(spec: StackSpec) -> list[Problem]:
     if not out:
         _capacity(spec, names, out)
     return out
+
+
+def risks(spec: StackSpec) -> list[Problem]:
+    """Legal but likely wrong (warnings: `validate --strict` fails on them)."""
+    if not isinstance(spec.target, MultiRegionTarget) or spec.large is None:
+        return []
+    return kubernetes_rules.risks(spec, spec.large.platform, "large.platform")
 
 
 def _per_region(check, stack, out: Path):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 
 from components.facts import gpu_catalog
-from components.spec import aws_regions
+from components.spec import aws_regions, kubernetes_rules
 from components.spec.errors import Problem
 from components.spec.model import EksNodeGroup, EksTarget, StackSpec
 
@@ -29,6 +29,9 @@ def _node_group(group: EksNodeGroup, where: str) -> list[Problem]:
 def problems(spec: StackSpec) -> list[Problem]:
     out: list[Problem] = []
     target, plat = spec.target, spec.platform
+    if hasattr(target, "namespace"):  # a target of another tier is reported by rules.py
+        argocd = [plat.gitops.argocd_namespace] if plat.gitops else []
+        out += kubernetes_rules.problems(spec, plat, "platform", [("target.namespace", target.namespace)], argocd)
     if isinstance(target, EksTarget):
         unknown = aws_regions.unknown_region(target.region)
         if unknown:
@@ -64,6 +67,16 @@ def problems(spec: StackSpec) -> list[Problem]:
                            f"{plat.gpu_operator.mig_strategy!r} exposes MIG slices instead of whole GPUs, but every model "
                            f"is planned and placed on whole {spec.gpu.type} GPUs (memory, tensorParallel); tierscale does "
                            "not plan MIG slices: allowed: none"))
+    return out
+
+
+def risks(spec: StackSpec) -> list[Problem]:
+    """Legal but likely wrong (warnings: `validate --strict` fails on them)."""
+    out = kubernetes_rules.risks(spec, spec.platform, "platform")
+    if not spec.security.api_auth and spec.security.tls.hostname:
+        out.append(Problem("security.apiAuth", (
+            f"false while the API is published as {spec.security.tls.hostname}: anyone who reaches it can use the "
+            "GPUs; set apiAuth: true (clients send the apiKey secret as a bearer token)")))
     return out
 
 

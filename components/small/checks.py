@@ -5,6 +5,7 @@ Imports only the spec types: the spec's resolver calls `problems` through the ti
 
 from __future__ import annotations
 
+from components.spec import kubernetes_rules
 from components.spec.errors import Problem
 from components.spec.model import StackSpec
 
@@ -17,7 +18,7 @@ GRAFANA_HOST_PORT = 3000  # published on 127.0.0.1
 
 
 def problems(spec: StackSpec) -> list[Problem]:
-    out: list[Problem] = []
+    out: list[Problem] = kubernetes_rules.tls_outside_kubernetes(spec)
     port = spec.gateway.port
     taken: dict[int, str] = {}
     if spec.gateway.kind == "nginx":
@@ -25,13 +26,13 @@ def problems(spec: StackSpec) -> list[Problem]:
     if spec.monitoring.enabled:
         taken[PROMETHEUS_HOST_PORT] = "Prometheus, published on the host's 127.0.0.1"
         taken[GRAFANA_HOST_PORT] = "Grafana, published on the host's 127.0.0.1"
-    host = spec.target.host
+    host = getattr(spec.target, "host", "localhost")  # another target kind is reported by rules.py
     if host not in ("localhost", "127.0.0.1", "::1"):
         taken[spec.target.ssh.port] = f"SSH on {host} (target.ssh.port), which tierscale deploys through"
     if port in taken:
         free = next(p for p in (8000, 8080, 8443, 9000) if p not in taken)
         out.append(Problem("gateway.port", f"{port} is already used by {taken[port]}; choose another port, e.g. {free}"))
-    ids = spec.target.gpu_device_ids or []
+    ids = getattr(spec.target, "gpu_device_ids", None) or []
     seen: set[str] = set()
     for i, device in enumerate(ids):
         if device in seen:

@@ -111,117 +111,13 @@ def _generic(spec: StackSpec, problems: list[Problem]) -> None:
         problems.append(Problem("security.tls.hostname", "required when security.tls.enabled is true"))
 
 
-# Namespaces Kubernetes itself creates (kubernetes.io/docs/concepts/overview/working-with-objects/
-# namespaces/, "Initial namespaces"); the same page reserves the `kube-` prefix: "Avoid creating
-# namespaces with the prefix kube-, since it is reserved for Kubernetes system namespaces."
-KUBERNETES_NAMESPACES = ("default", "kube-node-lease", "kube-public", "kube-system")
-# The add-ons the medium and large tiers install, each in its own namespace
-# (components/medium/names.py and addons.py): a serving namespace there would put the stack's
-# default-deny NetworkPolicy and Namespace object on top of the add-on's.
-ADDON_NAMESPACES = {"gpu-operator": "the NVIDIA GPU Operator", "keda": "KEDA", "monitoring": "kube-prometheus-stack",
-                    "lws-system": "the LeaderWorkerSet controller"}
-# IngressClass names of controllers other than ingress-nginx, as their own docs name them: AWS
-# Load Balancer Controller `alb` (kubernetes-sigs.github.io/aws-load-balancer-controller, "Ingress
-# annotations"), GKE `gce` / `gce-internal` (cloud.google.com/kubernetes-engine/docs/concepts/
-# ingress), Traefik `traefik`, Kong `kong`, HAProxy `haproxy`, Istio `istio`, Contour `contour`,
-# Cilium `cilium`, Azure `azure-application-gateway`. The rendered Ingress configures streaming
-# only through `nginx.ingress.kubernetes.io/*` annotations (components/medium/network.py), which
-# these ignore; alb and gce also send traffic from the cloud load balancer, not from a pod in
-# routing.controllerNamespace, so the router's NetworkPolicy would admit nothing.
-OTHER_INGRESS_CLASSES = ("alb", "gce", "gce-internal", "traefik", "kong", "haproxy", "istio", "contour", "cilium",
-                         "azure-application-gateway", "webapprouting.kubernetes.azure.com")
-INGRESS_NGINX_NAMESPACE = "ingress-nginx"
-
-
-def _serving_namespaces(spec: StackSpec) -> list[tuple[str, str]]:
-    """(key, namespace) of every namespace the stack serves in (medium target, large regions)."""
-    target = spec.target
-    if spec.tier == "medium" and hasattr(target, "namespace"):
-        return [("target.namespace", target.namespace)]
-    if spec.tier == "large" and hasattr(target, "regions"):
-        return [(f"target.regions[{i}].namespace", r.namespace or f"tierscale-{r.name}")
-                for i, r in enumerate(target.regions)]
-    return []
-
-
-def _kubernetes(spec: StackSpec, problems: list[Problem], warnings: list[Problem]) -> None:
-    """Namespaces, routing and TLS of the tiers that render Kubernetes objects."""
-    if spec.tier not in ("medium", "large"):
-        if spec.security.tls.cluster_issuer:
-            problems.append(Problem("security.tls.clusterIssuer", "applies to the medium and large tiers (cert-manager "
-                                    "on Kubernetes); the small tier's nginx reads tls.crt/tls.key from <deployDir>/tls"))
-        return
-    platform = spec.platform if spec.tier == "medium" else (spec.large.platform if spec.large else None)
-    if platform is None:
-        return
-    prefix = "platform" if spec.tier == "medium" else "large.platform"
-    routing = platform.routing
-    own = {**ADDON_NAMESPACES, routing.controller_namespace: "the ingress controller / gateway pods "
-           f"({prefix}.routing.controllerNamespace)"}
-    if routing.kind == "httproute":
-        own[routing.gateway_namespace] = f"the Gateway ({prefix}.routing.gatewayNamespace)"
-    if platform.gitops is not None:
-        own[platform.gitops.argocd_namespace] = "Argo CD"
-    if spec.tier == "large" and spec.large and spec.large.gitops is not None:
-        own[spec.large.gitops.argocd_namespace] = "Argo CD"
-    for key, ns in _serving_namespaces(spec):
-        if ns in KUBERNETES_NAMESPACES or ns.startswith("kube-"):
-            problems.append(Problem(key, f"{ns!r} is a Kubernetes system namespace (the kube- prefix is reserved); the "
-                                    "stack creates its namespace and a default-deny NetworkPolicy in it, which would cut "
-                                    "off what runs there: use a namespace of its own, e.g. tierscale"))
-        elif ns in own:
-            problems.append(Problem(key, f"{ns!r} is the namespace of {own[ns]}; the stack's default-deny NetworkPolicy "
-                                    "would cut off its traffic: use a namespace of its own, e.g. tierscale"))
-    # Pulumi.yaml's project defaults fill every routing key, so "set" means "differs from the default".
-    defaults = type(routing)()
-    changed = {name for name in type(routing).model_fields if getattr(routing, name) != getattr(defaults, name)}
-    if routing.kind == "ingress":
-        for name in ("gateway_name", "gateway_namespace"):
-            if name in changed:
-                camel = "gatewayName" if name == "gateway_name" else "gatewayNamespace"
-                problems.append(Problem(f"{prefix}.routing.{camel}", "applies to routing.kind: httproute; this stack "
-                                        "renders an Ingress (routing.kind: ingress): remove it or set kind: httproute"))
-        if routing.ingress_class in OTHER_INGRESS_CLASSES:
-            problems.append(Problem(f"{prefix}.routing.ingressClass", (
-                f"{routing.ingress_class!r} is not ingress-nginx: the rendered Ingress sets streaming (proxy-buffering "
-                "off) and timeouts only with nginx.ingress.kubernetes.io annotations, which that controller ignores"
-                + (", and its load balancer reaches pods from outside the cluster, which the router's NetworkPolicy "
-                   "(admitting routing.controllerNamespace) does not allow" if routing.ingress_class in
-                   ("alb", "gce", "gce-internal", "azure-application-gateway") else "")
-                + ": use an ingress-nginx IngressClass, or routing.kind: httproute on a Gateway")))
-        tls = spec.security.tls
-        if tls.enabled and not tls.cluster_issuer:
-            problems.append(Problem("security.tls.clusterIssuer", (
-                "required with security.tls.enabled and routing.kind: ingress: the Ingress serves the certificate in "
-                "Secret tierscale-tls, which cert-manager issues for this ClusterIssuer and nothing else creates "
-                "(without it ingress-nginx answers with its self-signed default certificate)")))
-    else:
-        if "ingress_class" in changed:
-            problems.append(Problem(f"{prefix}.routing.ingressClass", "applies to routing.kind: ingress; an HTTPRoute "
-                                    "attaches to routing.gatewayName instead: remove it"))
-        if spec.security.tls.cluster_issuer:
-            problems.append(Problem("security.tls.clusterIssuer", (
-                "with routing.kind: httproute TLS terminates on the Gateway's HTTPS listener (its certificateRefs, "
-                "managed with the Gateway), so this ClusterIssuer would issue nothing: remove it")))
-        if routing.controller_namespace == INGRESS_NGINX_NAMESPACE:
-            message = ("is ingress-nginx's namespace, but routing.kind is httproute; ingress-nginx implements Ingress "
-                       "only, not the Gateway API, so the router's NetworkPolicy would admit no gateway pod: set it to "
-                       "the namespace of the Gateway's data-plane pods (Istio: the Gateway's namespace, "
-                       f"{routing.gateway_namespace!r}; Envoy Gateway: envoy-gateway-system)")
-            warnings.append(Problem(f"{prefix}.routing.controllerNamespace", f"{INGRESS_NGINX_NAMESPACE!r} {message}"))
-    if not spec.security.api_auth and spec.tier == "medium" and spec.security.tls.hostname:
-        warnings.append(Problem("security.apiAuth", (
-            f"false while the API is published as {spec.security.tls.hostname}: anyone who reaches it can use the "
-            "GPUs; set apiAuth: true (clients send the apiKey secret as a bearer token)")))
-
-
 def _gateway_features(spec: StackSpec, problems: list[Problem]) -> None:
     """What each gateway kind really renders (components/small/project.py, templates/)."""
     gw = spec.gateway
     if gw.fallback_model and gw.kind != "litellm":
-        where = "the nginx gateway" if spec.tier == "small" else f"the {spec.tier} tier's model router"
-        problems.append(Problem("gateway.fallbackModel", f"{where} has no fallback model (only LiteLLM's router "
-                                "`fallbacks` does): set gateway.kind: litellm (small tier) or remove it"))
+        problems.append(Problem("gateway.fallbackModel", "the nginx gateway (and the Kubernetes tiers' nginx model "
+                                "router) has no fallback model (only LiteLLM's router `fallbacks` does): set "
+                                "gateway.kind: litellm (small tier) or remove it"))
     if gw.fallback_model and gw.kind == "litellm" and len(spec.models) == 1 and gw.fallback_model == default_name(spec.models[0]):
         problems.append(Problem("gateway.fallbackModel", (
             f"{gw.fallback_model!r} is the stack's only model: LiteLLM falls back from every other model to it, so "
@@ -233,14 +129,11 @@ def _gateway_features(spec: StackSpec, problems: list[Problem]) -> None:
                 problems.append(Problem(f"gateway.{camel}", (
                     "applies to the nginx gateway; the rendered LiteLLM config (litellm/config.yaml) does not set it, "
                     "so it would be ignored: use gateway.kind: nginx, or remove it")))
-    if gw.kind == "litellm" and spec.tier == "small" and spec.security.tls.enabled:
+    if gw.kind == "litellm" and spec.security.tls.enabled:
         problems.append(Problem("security.tls.enabled", (
             "the rendered LiteLLM gateway serves plain HTTP (its container gets no --ssl_keyfile_path/"
             "--ssl_certfile_path and no certificate volume): clients would connect in clear text; use gateway.kind: "
             "nginx for TLS, or terminate TLS in front of it and set tls.enabled: false")))
-    if spec.tier in ("medium", "large") and gw.port != type(gw)().port:
-        problems.append(Problem("gateway.port", f"applies to the small tier's gateway; the {spec.tier} tier is reached "
-                                "through its Ingress/Gateway on 80/443: remove it"))
 
 
 def _tier_risks(spec: StackSpec) -> list[Problem]:
@@ -301,11 +194,9 @@ def _check_secrets(spec: StackSpec, models: list[ResolvedModel], present: set[st
 def resolve(spec: StackSpec, present: set[str], plaintext: set[str], require_secrets: bool) -> tuple[list[Problem], Optional[ResolvedStack]]:
     problems: list[Problem] = []
     notes: list[str] = []
-    risky: list[Problem] = []
     _generic(spec, problems)
-    _kubernetes(spec, problems, risky)
     _gateway_features(spec, problems)
-    risky += _tier_risks(spec)
+    risky = _tier_risks(spec)
     problems += TIERS[spec.tier].function("checks")(spec)
     names = _names(spec, problems)
     fleet = fleet_for(spec)
@@ -326,9 +217,27 @@ def resolve(spec: StackSpec, present: set[str], plaintext: set[str], require_sec
         replicas = tuple(result.for_model(m.name))
         placed.append(dataclasses.replace(m, placement=replicas, gpu_type=replicas[0].gpu_type if replicas else spec.gpu.type))
     warnings = risky + capacity.warnings_for(spec, placed, total) + [Problem("placement", w) for w in result.warnings]
-    return [], ResolvedStack(spec=spec, gpu=gpu_catalog()[spec.gpu.type], models=placed,
+    resolved = ResolvedStack(spec=spec, gpu=gpu_catalog()[spec.gpu.type], models=placed,
                              secrets_present=frozenset(present), warnings=warnings, notes=notes,
                              placement=result)
+    problems += _resolved_problems(resolved)
+    if problems:
+        return problems, None
+    return [], resolved
+
+
+def _resolved_problems(stack: ResolvedStack) -> list[Problem]:
+    """Checks that need the placed models (GPUs per pod, nodes per replica): KV-cache tiers
+    (components/serving/kv_cache.py) and KV-aware routing (components/medium/inference_pool.py).
+    Each returns 'key: message' strings."""
+    from components.medium import inference_pool
+    from components.serving import kv_cache
+
+    out = []
+    for text in [*kv_cache.problems(stack), *inference_pool.problems(stack)]:
+        key, _, message = text.partition(": ")
+        out.append(Problem(key, message))
+    return out
 
 
 __all__ = ["resolve", "RESERVED_MODEL_NAMES"]
