@@ -14,11 +14,13 @@ from components.medium.names import (
     APP_LABEL, COMPONENT_LABEL, EFA_RESOURCE, GPU_PRODUCT_LABEL, GPU_RESOURCE, MODEL_LABEL, PART_OF, ROLE_LABEL,
     LWS_API_VERSION, SECRET_NAME, group_set, workload,
 )
-from components.serving import probes, versions
+from components.serving import kv_cache, probes, versions
 from components.serving.vllm_args import API_KEY_ENV, MULTINODE_MASTER_PORT, VLLM_PORT, vllm_serve_args
 from components.spec import ResolvedModel, ResolvedStack
 
 MODEL_CACHE_GIB_MIN = 50
+# The vLLM container's memory limit per GPU of the pod (kv_cache.problems counts the same).
+VLLM_MEMORY_GIB_PER_GPU = 64
 RUN_AS_ID = 10001  # a high UID/GID that maps to no host account
 
 
@@ -130,8 +132,11 @@ def _gpu_resources(model: ResolvedModel, stack: ResolvedStack) -> dict:
     share of a multi-node replica (model.gpus_per_node, from the placement step); CPU and memory
     scale with them. On EKS with EFA, a multi-node pod also takes its node's EFA interfaces."""
     gpus = model.gpus_per_node
-    requests = {GPU_RESOURCE: str(gpus), "cpu": str(4 * gpus), "memory": f"{32 * gpus}Gi"}
-    limits = {GPU_RESOURCE: str(gpus), "cpu": str(8 * gpus), "memory": f"{64 * gpus}Gi"}
+    # The CPU KV tier (models[].kvCache.cpuOffloadGb) is pinned host memory of this pod on top
+    # of vLLM's own: requested and allowed, or the kubelet would OOM-kill the pod when it fills.
+    kv_gib = kv_cache.memory_gib(model.spec.kv_cache, model.nodes_per_replica)
+    requests = {GPU_RESOURCE: str(gpus), "cpu": str(4 * gpus), "memory": f"{32 * gpus + kv_gib}Gi"}
+    limits = {GPU_RESOURCE: str(gpus), "cpu": str(8 * gpus), "memory": f"{VLLM_MEMORY_GIB_PER_GPU * gpus + kv_gib}Gi"}
     efa_count = efa.per_pod(model, stack)
     if efa_count:
         requests[EFA_RESOURCE] = limits[EFA_RESOURCE] = str(efa_count)
@@ -193,7 +198,14 @@ def container(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE, op
         for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
             del c[probe]
         c["ports"] = [p for p in c["ports"] if p["name"] != "http"]
+    # KV tiers L3/L4 (kv_cache.transfer_config's fs roots): every rank of a replica writes its
+    # own <root>_r<rank> directories, so leader and workers mount them alike.
+    c["volumeMounts"] += _kv_volumes(model)[1]
     return c
+
+
+def _kv_volumes(model: ResolvedModel) -> tuple[list, list, list]:
+    return kv_cache.kubernetes_volumes(model.name, model.spec.kv_cache, "", labels(model))
 
 
 def pod_spec(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE, options: ServingOptions = DEFAULT) -> dict:
@@ -210,6 +222,7 @@ def pod_spec(model: ResolvedModel, stack: ResolvedStack, role: str = SINGLE, opt
             {"name": "tmp", "emptyDir": {"sizeLimit": "20Gi"}},
             {"name": "hf-token", "secret": {"secretName": SECRET_NAME, "optional": True, "defaultMode": 0o400,
                                             "items": [{"key": "hf-token", "path": "hf-token"}]}},
+            *_kv_volumes(model)[0],
         ],
     }
     if role != SINGLE:
@@ -305,6 +318,8 @@ def pod_disruption_budget(model: ResolvedModel, ns: str, model_label: str | None
 def _serving(model: ResolvedModel, stack: ResolvedStack, ns: str, options: ServingOptions,
              model_label: str | None, track: str | None) -> list[dict]:
     docs = [model_cache_pvc(model, stack, ns)] if stack.shared_model_cache else []
+    # The L4 KV tier's shared ReadWriteMany claim (one per model, every replica mounts it).
+    docs += kv_cache.kubernetes_volumes(model.name, model.spec.kv_cache, ns, labels(model))[2]
     if model.multi_node:
         workload_doc = leader_worker_set(model, stack, ns, options, model_label, track)
     else:

@@ -8,6 +8,15 @@ Service as its upstream. A model with a canary revision (the large tier's `canar
 Services in its upstream, weighted by the canary's share, so ordinary body-routed OpenAI
 requests are split.
 
+With KV-aware routing (`platform.routing.inferencePool`, components/medium/inference_pool.py)
+a model's upstream is the internal Gateway instead of its Service, and every request the router
+proxies for that model carries `X-Gateway-Model-Name: <model name>` (set by the router, so a
+client's own header of that name is replaced): the pool HTTPRoute on the internal Gateway
+matches it and hands the request to the model's InferencePool, whose endpoint picker chooses the
+replica. The router stays the only client entry (it authenticates before any proxying); a
+canary's Service stays a direct, weighted upstream beside the Gateway (its pods are not in the
+stable model's pool).
+
 Manifests: a ConfigMap (nginx.conf, model_router.js), a Deployment of the pinned nginx image
 (it ships njs) that mounts the accepted-key digests from a Secret (AUTH_SECRET, created by
 the component: its content derives from the stack's apiKey secret, so it is never in a
@@ -20,7 +29,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any, Optional
 
-from components.medium import multinode
+from components.medium import inference_pool, multinode
 from components.medium.names import APP_LABEL, COMPONENT_LABEL, PART_OF, ROLE_LABEL, workload
 from components.medium.manifests import RUN_AS_ID, restricted_container_security
 from components.medium.options import CANARY_SUFFIX, DEFAULT, ServingOptions
@@ -66,8 +75,9 @@ def upstreams(stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT
     canary's Service, weighted stable 100-w : canary w (nginx weighted round robin)."""
     servers: dict[str, list[str]] = {}
     weights: dict[str, list[int]] = {}
+    pooled = inference_pool.enabled(stack)
     for m in stack.models:
-        servers[m.name] = [service_address(m.name, ns)]
+        servers[m.name] = [inference_pool.gateway_address(stack) if pooled else service_address(m.name, ns)]
         canary = options.canary_for(m.name)
         if canary is not None and options.canary_split == "router":
             servers[m.name].append(service_address(m.name + CANARY_SUFFIX, ns))
@@ -94,11 +104,37 @@ def nginx_conf(stack: ResolvedStack, ns: str, servers: dict[str, list[str]] | No
         extra["weights_by_model"] = weights
     if auth_enabled(stack):
         extra["auth_file"] = auth_file
-    return model_router.nginx_conf(
+    conf = model_router.nginx_conf(
         stack, ns, servers, role="Kubernetes model router", listen=listen, status_listen=status_listen,
         js_path=js_path, pid_path=pid_path, error_log=error_log, access_log=access_log, temp_dir=temp_dir,
         tls={"enabled": False}, tls_dir="", worker_processes="2", **extra,
     )
+    if inference_pool.enabled(stack):
+        conf = with_model_headers(conf, stack, servers)
+    return conf
+
+
+def model_header_line(model_name: str) -> str:
+    return f'            proxy_set_header {inference_pool.MODEL_HEADER} "{model_name}";\n'
+
+
+def with_model_headers(conf: str, stack: ResolvedStack, servers: dict[str, list[str]]) -> str:
+    """Add `proxy_set_header X-Gateway-Model-Name "<model>"` to every location that proxies to a
+    model's upstream: the request location (@<upstream>), its /v1/models subrequest and its
+    readiness probes. templates/gateway/nginx.conf.j2 has no per-model header hook, so the
+    header goes in after each location's opening line; each opening line must occur exactly once
+    (a changed template fails here, at render time, not in the cluster). Model names are DNS
+    labels: nothing to quote."""
+    for m in stack.models:
+        up = model_router.upstream_name(m.name)
+        anchors = [f"location @{up} {{\n", f"location = /_tierscale/models/{up} {{\n"]
+        anchors += [f"location = /_tierscale/ready/{up}/{i} {{\n" for i in range(len(servers[m.name]))]
+        for anchor in anchors:
+            if conf.count(anchor) != 1:
+                raise ValueError(f"nginx.conf: expected one {anchor.strip()!r} for {m.name}'s pool header, "
+                                 f"found {conf.count(anchor)} (templates/gateway/nginx.conf.j2 changed?)")
+            conf = conf.replace(anchor, anchor + model_header_line(m.name))
+    return conf
 
 
 def config_map(stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT) -> dict:
@@ -220,7 +256,17 @@ def network_policies(stack: ResolvedStack, ns: str) -> list[dict]:
     vllm_pods = serving_pods(stack)
     port = [{"protocol": "TCP", "port": ROUTER_PORT}]
     controller = stack.platform.routing.controller_namespace
-    return [
+    pooled = []
+    if inference_pool.enabled(stack):
+        # router -> internal Gateway (KV-aware routing). By namespace, on any port: the Gateway
+        # pods' container port is the implementation's (the Service's port 80 maps to 80 on
+        # Istio, 8080 on kgateway, 10080 on Envoy Gateway) and NetworkPolicy sees the pod port.
+        gw_ns = stack.platform.routing.inference_pool.gateway_namespace
+        pooled = [_policy("allow-model-router-egress-to-inference-gateway", ns, {
+            "podSelector": router_pods, "policyTypes": ["Egress"],
+            "egress": [{"to": [{"namespaceSelector": {"matchLabels": {NS_NAME_LABEL: gw_ns}}}]}],
+        })]
+    return pooled + [
         _policy("allow-gateway-to-model-router", ns, {
             "podSelector": router_pods, "policyTypes": ["Ingress"],
             "ingress": [{"from": [{"namespaceSelector": {"matchLabels": {NS_NAME_LABEL: controller}}}], "ports": port}],
