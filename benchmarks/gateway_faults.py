@@ -104,6 +104,7 @@ def scenario(name: str, args, *, fault=None, at: float = 2.0, prober: bool = Tru
         "replayed": sum(sum(s == "200" for s in e["statuses"]) > 1 for e in entries)
         + sum(len(r.served_by) > 1 for r in results),
         "p50_ms": 1000 * load.percentile(lat, 50), "p99_ms": 1000 * load.percentile(lat, 99),
+        "concurrency": concurrency or args.concurrency,
     }
     if fault == "sigkill":
         out["victim_in_flight"] = marks.get("in_flight")
@@ -128,11 +129,13 @@ def table(rows: list[dict], base: dict) -> str:
             if r["last_sent_to_it_s"] >= r["observed_s"] - 1.5:
                 last += f" (still fed at the end, {r['observed_s']:.0f} s)"
             hung = (marked, last)
+        # Only runs at the baseline's load compare; the sigkill run has its own (--streams).
+        ratio = f"{r['p99_ms'] / base['p99_ms']:.2f}x" if r.get("concurrency") == base.get("concurrency") else "other load"
         if r.get("victim_in_flight") is not None:
             hung = ("", f"(killed with {r['victim_in_flight']} in flight on it)")
         lines.append(f"| {r['scenario']} | {r['requests']} | {r['success_pct']:.2f}% | {r['failed_before_first_byte']} "
                      f"| {r['broken_mid_stream']} | {r['replayed']} | {r['p50_ms']:.0f} | {r['p99_ms']:.0f} "
-                     f"| {r['p99_ms'] / base['p99_ms']:.2f}x | {hung[0]} | {hung[1]} |")
+                     f"| {ratio} | {hung[0]} | {hung[1]} |")
     return "\n".join(lines)
 
 
@@ -147,8 +150,15 @@ def main() -> None:
     parser.add_argument("--client-timeout-s", type=float, default=5)
     parser.add_argument("--json", type=Path)
     parser.add_argument("--docs", type=Path, help=f"replace the block between {BEGIN} and {END} in this file")
+    parser.add_argument("--render-json", type=Path, help="print (and with --docs write) a saved --json run")
     args = parser.parse_args()
 
+    if args.render_json:
+        saved = json.loads(args.render_json.read_text())
+        for row, name in zip(saved["rows"], ["baseline", "503", "sigkill", "hung", "hung"]):
+            row.setdefault("concurrency", saved["settings"]["streams" if name == "sigkill" else "concurrency"])
+        publish(saved["rows"], saved["settings_text"], args)
+        return
     rows = [scenario("baseline", args)]
     rows.append(scenario("503 replica", args, fault="503"))
     rows.append(scenario(f"sigkill ({args.streams} streams)", args, fault="sigkill", concurrency=args.streams,
@@ -158,17 +168,21 @@ def main() -> None:
     rows.append(scenario(f"hung, no prober (client timeout {args.client_timeout_s:.0f} s)", args, fault="hung",
                          prober=False, client_timeout=args.client_timeout_s))
     machine = f"{platform.machine()}, {os.cpu_count()} CPUs, {platform.system()} {platform.release()}"
-    text = table(rows, rows[0])
     settings = (f"4 stub replicas, {args.concurrency} clients ({args.streams} streams for sigkill), half streamed, "
                 f"{args.max_tokens} tokens, TTFT {args.ttft_ms:.0f} ms, {args.itl_ms:.0f} ms/token, "
                 f"{args.duration_s:.0f} s per scenario, fault at 2 s; {machine}; "
                 f"`venv/bin/python benchmarks/gateway_faults.py` ({time.strftime('%Y-%m-%d')})")
-    print(text)
-    print(settings)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"settings": vars(args) | {"json": None, "docs": None}, "machine": machine,
-                                         "rows": rows}, indent=2, default=str))
+                                         "settings_text": settings, "rows": rows}, indent=2, default=str))
+    publish(rows, settings, args)
+
+
+def publish(rows: list[dict], settings: str, args) -> None:
+    text = table(rows, rows[0])
+    print(text)
+    print(settings)
     if args.docs:
         doc = args.docs.read_text()
         block = f"{BEGIN}\n{text}\n\n{settings}\n{END}"
