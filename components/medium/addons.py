@@ -107,7 +107,11 @@ def addons(stack: ResolvedStack) -> list[Addon]:
         out.append(Addon("gpu-operator", *GPU_OPERATOR, namespace=names.GPU_OPERATOR_NAMESPACE, values={
             # EKS GPU AMIs and nodes prepared by the bare-metal playbooks already have a driver;
             # a second one from the operator would fight it.
-            "driver": {"enabled": stack.gpu_operator_installs_driver},
+            # An operator-installed driver is the R580 pin, not the chart's R570 default: the
+            # pinned vLLM image is CUDA 13.0 (components/pins.yaml, docs/vllm.md).
+            "driver": {"enabled": stack.gpu_operator_installs_driver,
+                       **({"version": pins.data()["charts"]["gpu-operator"]["driver_version"]}
+                          if stack.gpu_operator_installs_driver else {})},
             "toolkit": {"enabled": True},
             "devicePlugin": {"enabled": True},
             "nfd": {"enabled": True},
