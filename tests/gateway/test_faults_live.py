@@ -56,7 +56,7 @@ def test_sigkill_under_streams_fails_nothing_before_the_first_byte(four):
     mid = [r for r in results if r.error and r.started]
     print(f"\n{len(results)} streams; failed before the first byte: {len(before)}; broken mid-stream: {len(mid)} "
           f"(in flight on the victim)")
-    assert len(results) >= 300
+    assert len(results) >= 150
     assert before == [], [r.error for r in before[:5]]
     # Only streams the victim was serving may break, at most what it had in flight.
     assert all(r.served_by <= {victim.name} for r in mid) and len(mid) <= 64
