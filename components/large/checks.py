@@ -118,7 +118,7 @@ def _geography(spec: StackSpec, out: list[Problem]) -> None:
             out.append(Problem(f"{where}.gateway.hostname", (
                 f"{host!r} is a wildcard; records point at and health checks probe one real name: give the region "
                 "gateway's own DNS name")))
-        elif _covers(host, traffic.domain) or host == traffic.domain:
+        elif host == traffic.domain:
             out.append(Problem(f"{where}.gateway.hostname", (
                 f"{host!r} is the global name large.globalTraffic.domain itself: its record would point at itself (a "
                 "CNAME loop) and the health check would probe the global name, not this region; use the region "
@@ -133,7 +133,11 @@ def _geography(spec: StackSpec, out: list[Problem]) -> None:
     # developer guide, "Choosing between alias and non-alias records"). The route53 kind writes
     # CNAME records (components/large/traffic.py); a name of two labels is always a zone's apex
     # (no hosted zone can be a bare top-level domain).
-    if traffic.kind == "route53" and traffic.domain.count(".") == 1:
+    if traffic.domain.startswith("*."):
+        out.append(Problem("large.globalTraffic.domain", (
+            f"{traffic.domain!r} is a wildcard; clients, the certificate and every region's route need the one name "
+            "the API is published under, e.g. llm.example.com")))
+    elif traffic.kind == "route53" and traffic.domain.count(".") == 1:
         out.append(Problem("large.globalTraffic.domain", (
             f"{traffic.domain!r} is a zone apex, where Route 53 refuses the CNAME records the route53 kind creates "
             f"(RFC 1034 3.6.2): use a name below it, e.g. llm.{traffic.domain}, or globalTraffic.kind: "
