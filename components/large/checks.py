@@ -106,12 +106,15 @@ def _geography(spec: StackSpec, out: list[Problem]) -> None:
                         "another AWS region, or one region with more gpuNodes")))
                 eks_regions.setdefault(r.aws_region, i)
         if r.cluster == "kubernetes":
-            cluster = (r.kubeconfig, r.context)
-            if r.context is not None and cluster in clusters:
+            # What names an existing cluster to kubectl: the kubeconfig file and its context (None:
+            # the file's current context).
+            cluster = (r.kubeconfig or "~/.kube/config", r.context)
+            if cluster in clusters:
+                which = f"{r.context!r}" if r.context else "the kubeconfig's current context"
                 out.append(Problem(f"{where}.context", (
-                    f"{r.context!r} is also regions[{clusters[cluster]}]'s cluster (same kubeconfig context): one "
+                    f"{which} is also regions[{clusters[cluster]}]'s cluster (same kubeconfig and context): one "
                     "cluster would be counted twice for capacity and N+1, and each region's objects deployed on top "
-                    "of the other's: list the cluster once")))
+                    "of the other's: give each region its own context (or list the cluster once)")))
             clusters.setdefault(cluster, i)
         host = r.gateway.hostname
         if host.startswith("*."):
