@@ -1,4 +1,6 @@
-"""Karpenter on an EKS region: IAM (controller via EKS Pod Identity, node role with an EKS
+"""Karpenter on an EKS cluster, one module for both tiers that create EKS clusters: the large
+tier's regions (components/large/component.py) and medium EKS (components/medium/component.py,
+which grows its GPU node group's capacity up to gpuNodeGroup.maxSize with it). IAM (controller via EKS Pod Identity, node role with an EKS
 access entry), the SQS interruption queue with its EventBridge rules, and the GPU NodePools /
 EC2NodeClass (pure manifests).
 
@@ -24,7 +26,7 @@ import pulumi_aws as aws
 
 from components import pins
 from components.medium.names import GPU_PRODUCT_LABEL, GPU_RESOURCE, PART_OF
-from components.spec.model import KarpenterSpec
+from components.spec.model import EksTarget, KarpenterSpec
 
 NAMESPACE = "kube-system"
 SERVICE_ACCOUNT = "karpenter"
@@ -68,8 +70,12 @@ class KarpenterAws(pulumi.ComponentResource):
     """The AWS side of Karpenter in one region (all with that region's provider)."""
 
     def __init__(self, name: str, *, cluster: aws.eks.Cluster, discovery: str, subnets: list,
-                 provider: aws.Provider, tags: dict, opts: Optional[pulumi.ResourceOptions] = None):
-        super().__init__("tierscale:large:KarpenterAws", name, None, opts)
+                 provider: aws.Provider, tags: dict, security_groups: Optional[list] = None,
+                 opts: Optional[pulumi.ResourceOptions] = None):
+        # Moved from components/large/karpenter.py: the alias keeps existing large stacks' URNs.
+        opts = pulumi.ResourceOptions.merge(opts, pulumi.ResourceOptions(
+            aliases=[pulumi.Alias(type_="tierscale:large:KarpenterAws")]))
+        super().__init__("tierscale:karpenter:KarpenterAws", name, None, opts)
         child = pulumi.ResourceOptions(parent=self, provider=provider)
         self.node_role = aws.iam.Role(f"{name}-node", name=f"{discovery}-karpenter-node"[:64],
                                       assume_role_policy=_assume("ec2.amazonaws.com"), tags=tags, opts=child)
@@ -104,6 +110,9 @@ class KarpenterAws(pulumi.ComponentResource):
             aws.ec2.Tag(f"{name}-subnet-{i}", resource_id=subnet.id, key=DISCOVERY_TAG, value=discovery, opts=child)
         aws.ec2.Tag(f"{name}-cluster-sg", resource_id=cluster.vpc_config.cluster_security_group_id,
                     key=DISCOVERY_TAG, value=discovery, opts=child)
+        # Further groups the nodes need (medium EKS with EFA: the self-referencing EFA group).
+        for i, group in enumerate(security_groups or []):
+            aws.ec2.Tag(f"{name}-sg-{i}", resource_id=group.id, key=DISCOVERY_TAG, value=discovery, opts=child)
         self.register_outputs({"queue": self.queue.name})
 
 
@@ -182,3 +191,36 @@ def node_pools(floor_gpus: int, max_gpus: int, spot: bool, instance_types: list[
     if spot and max_gpus > floor_gpus:
         pools.append(node_pool("gpu-spot", "spot", 10, max_gpus - floor_gpus, instance_types, product_label, settings))
     return pools
+
+
+# --- medium EKS ---------------------------------------------------------------------------
+
+
+def discovery_name(stack_name: str) -> str:
+    """The discovery tag value (subnets, security groups) and node role prefix of a medium EKS
+    stack (the large tier uses <stack>-<region>)."""
+    return stack_name
+
+
+def node_role_name(discovery: str) -> str:
+    return f"{discovery}-karpenter-node"[:64]
+
+
+def medium_growth_gpus(target: EksTarget, gpus_per_node: int) -> int:
+    """GPUs Karpenter may add to medium EKS: the node group keeps desiredSize nodes (nothing else
+    scales it), Karpenter adds up to maxSize - desiredSize nodes, so the GPU nodes never exceed
+    maxSize, the count placement plans with (components/spec/fleet.py)."""
+    group = target.gpu_node_group
+    return max(0, group.max_size - group.desired_size) * gpus_per_node
+
+
+def medium_manifests(target: EksTarget, gpus_per_node: int, product_label: str, discovery: str) -> list[dict]:
+    """EC2NodeClass + one on-demand NodePool of the node group's instance type, limited to the
+    growth (none when maxSize == desiredSize: nothing to grow)."""
+    growth = medium_growth_gpus(target, gpus_per_node)
+    if growth == 0:
+        return []
+    from components.medium.eks import GPU_DISK_GIB
+
+    return [node_class(discovery, node_role_name(discovery), GPU_DISK_GIB),
+            *node_pools(0, growth, False, [target.gpu_node_group.instance_type], product_label, KarpenterSpec())]

@@ -27,7 +27,8 @@ import pulumi
 import pulumi_kubernetes as k8s
 import yaml
 
-from components.large import gitops, karpenter, regional, sizing, storage, traffic
+from components import karpenter
+from components.large import gitops, regional, sizing, storage, traffic
 from components.medium import k8s_resources
 from components.medium.component import MediumTier, MediumTierArgs
 from components.spec import ResolvedStack
@@ -58,7 +59,7 @@ class RegionSpoke(pulumi.ComponentResource):
                                                 large.canary)
         self.medium = MediumTier(name, MediumTierArgs(
             stack=self.stack, stack_name=self.discovery, api_key=args.api_key, hf_token=args.hf_token,
-            resource_prefix=region.name, serving=self.serving),
+            resource_prefix=region.name, serving=self.serving, karpenter=False),  # its own, below
             opts=pulumi.ResourceOptions(parent=self))
         self.artifacts: dict[str, str] = dict(self.medium.artifacts)
         if self.serving.canaries:

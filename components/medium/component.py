@@ -27,6 +27,7 @@ import pulumi_kubernetes as k8s
 import pulumi_random as random
 import yaml
 
+from components import karpenter
 from components.medium import addons, autoscaling, efa, gitops, k8s_resources, manifests, monitoring, names, network
 from components.medium.eks import EksCluster, EksClusterArgs
 from components.medium import router
@@ -51,6 +52,10 @@ class MediumTierArgs:
     kubeconfig: Optional[pulumi.Input[str]] = None
     resource_prefix: Optional[str] = None
     serving: ServingOptions = DEFAULT
+    # Karpenter grows a new EKS cluster's GPU capacity up to gpuNodeGroup.maxSize
+    # (components/karpenter.py). The large tier installs its own per region (spot pools sized
+    # from its regions) and passes False.
+    karpenter: bool = True
 
 
 def workload_manifests(stack: ResolvedStack, ns: str, options: ServingOptions = DEFAULT,
@@ -114,6 +119,33 @@ def prometheus_values(values: dict, options: ServingOptions) -> dict:
 
 
 class MediumTier(pulumi.ComponentResource):
+    def _karpenter(self, name: str, stack: ResolvedStack, target: EksTarget, stack_name: str) -> list[dict]:
+        """Karpenter for medium EKS: the AWS side, the Helm release and the GPU node pool. The
+        managed node group keeps desiredSize nodes; Karpenter may add (maxSize - desiredSize)
+        nodes of the same instance type, so placement's maxSize nodes exist when KEDA asks for
+        them (issue 20 item 4). With EFA (a multi-node model) the nodes go to the EFA subnet
+        and security group: Karpenter gives every interface of a node whose pods request
+        vpc.amazonaws.com/efa the EFA type, but supports no placement group (AWS EKS user guide,
+        device-management-efa)."""
+        eks = self.eks
+        assert eks is not None
+        discovery = karpenter.discovery_name(stack_name)
+        tags = {"tierscale:stack": stack_name, "managed-by": "pulumi"}
+        efa_group = eks.efa_security_group
+        self.karpenter = karpenter.KarpenterAws(
+            f"{name}-karpenter", cluster=eks.cluster, discovery=discovery,
+            subnets=eks.private_subnets[:1] if efa_group is not None else eks.private_subnets,
+            security_groups=[efa_group] if efa_group is not None else None,
+            provider=eks.aws_provider, tags=tags, opts=pulumi.ResourceOptions(parent=self))
+        pin = karpenter.chart()
+        self.karpenter_release = k8s.helm.v3.Release(
+            f"{name}-karpenter", name="karpenter", chart=karpenter.chart_reference(), version=pin.version,
+            namespace=karpenter.NAMESPACE, values=karpenter.helm_values(eks.cluster_name, self.karpenter.queue.name),
+            skip_await=False, atomic=True, timeout=900,
+            opts=pulumi.ResourceOptions(parent=self, provider=self.provider,
+                                        depends_on=[self.karpenter.pod_identity, *self.karpenter.rules]))
+        return karpenter.medium_manifests(target, stack.spec.gpu.per_node, stack.gpu.product_label, discovery)
+
     def __init__(self, name: str, args: MediumTierArgs, opts: Optional[pulumi.ResourceOptions] = None):
         super().__init__("tierscale:medium:MediumTier", name, None, opts)
         stack = args.stack
@@ -176,6 +208,12 @@ class MediumTier(pulumi.ComponentResource):
                     f"# {addon.chart} {addon.version} from {addon.repo}, namespace {addon.namespace}\n"
                     + yaml.safe_dump(plain, sort_keys=False))
         all_addons = list(self.releases.values()) + storage
+        self.karpenter: Optional[karpenter.KarpenterAws] = None
+        self.karpenter_release: Optional[k8s.helm.v3.Release] = None
+        node_pool_docs: list[dict] = []
+        if (self.eks is not None and args.karpenter
+                and karpenter.medium_growth_gpus(target, stack.spec.gpu.per_node) > 0):
+            node_pool_docs = self._karpenter(name, stack, target, args.stack_name)
 
         prefix = args.resource_prefix
 
@@ -184,6 +222,12 @@ class MediumTier(pulumi.ComponentResource):
             hint = None if prefix is None else "-".join(
                 p for p in (prefix, meta.get("namespace"), doc["kind"].lower(), meta["name"]) if p)
             return k8s_resources.register(doc, opts, name=hint)
+
+        # The GPU NodePool and EC2NodeClass (cluster-scoped, after Karpenter's CRDs): Pulumi
+        # applies them in GitOps mode too, as the add-ons (the node role is Pulumi's).
+        after_karpenter = pulumi.ResourceOptions(parent=self, provider=self.provider,
+                                                 depends_on=[self.karpenter_release] if self.karpenter_release else [])
+        self.node_pools = [register(doc, after_karpenter) for doc in node_pool_docs]
 
         # --- namespace and secrets --------------------------------------------------------
         self.namespace_resource = register(

@@ -150,10 +150,13 @@ class EksCluster(pulumi.ComponentResource):
                                                               desired_size=sys_ng.desired_size),
             labels={"tierscale.dev/pool": "system"}, opts=after_policies)
         gpu_launch: dict = {"subnet_ids": subnet_ids, "disk_size": GPU_DISK_GIB}
+        # The EFA security group (with EFA): Karpenter's GPU nodes join it too.
+        self.efa_security_group: Optional[aws.ec2.SecurityGroup] = None
         if args.efa_interfaces:
             efa_sg = aws.ec2.SecurityGroup(f"{name}-efa", vpc_id=self.vpc.id, tags={**tags, "Name": f"{name}-efa"},
                                            description="EFA: all traffic to and from this group (EFA requirement)",
                                            opts=child)
+            self.efa_security_group = efa_sg
             aws.vpc.SecurityGroupIngressRule(f"{name}-efa-in", security_group_id=efa_sg.id, ip_protocol="-1",
                                              referenced_security_group_id=efa_sg.id, opts=child)
             aws.vpc.SecurityGroupEgressRule(f"{name}-efa-out", security_group_id=efa_sg.id, ip_protocol="-1",
