@@ -3,7 +3,7 @@ what the tiers and the gateway rely on, asked of the engine itself instead of a 
 
 One server for the whole module (the session pool in conftest.py); the drain test runs last and
 stops it. Figures on 2 shared cores: server start 15-130 s (load dependent), the tests after it
-a few seconds, the drain about the shutdown timeout (30 s).
+a few seconds, the drain up to the shutdown timeout (20 s).
 """
 
 from __future__ import annotations
@@ -122,7 +122,7 @@ def test_sigterm_drains_in_flight_streams_and_refuses_new_requests(real_vllm):
 
     def stream(i: int) -> None:
         with httpx.stream("POST", server.url("/v1/chat/completions"), headers=server.auth,
-                          json=chat(server, stream=True, max_tokens=400), timeout=120) as r:
+                          json=chat(server, stream=True, max_tokens=300), timeout=120) as r:
             events = []
             for line in r.iter_lines():
                 if line.startswith("data: "):

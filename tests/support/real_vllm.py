@@ -45,7 +45,7 @@ START_TIMEOUT_S = float(os.environ.get("TIERSCALE_VLLM_START_TIMEOUT", "240"))
 class VllmServer:
     port: int = field(default_factory=free_port)
     api_key: str = "test-key"
-    shutdown_timeout_s: int = 30
+    shutdown_timeout_s: int = 20
     extra_args: tuple[str, ...] = ()
     model_dir: Path | None = None
     proc: subprocess.Popen | None = field(default=None, repr=False)
