@@ -25,7 +25,7 @@ import yaml
 
 from components.facts import gpu_catalog
 from components.observability.metrics import dcgm_counters_csv
-from components.serving import probes, versions
+from components.serving import kv_cache, probes, versions
 from components.serving.vllm_args import MULTINODE_MASTER_PORT, VLLM_PORT, vllm_multinode_args, vllm_serve_args
 from components.spec import ResolvedModel, ResolvedStack
 from components.spec.model import BaremetalHost, BaremetalTarget
@@ -85,6 +85,7 @@ def units_by_host(stack: ResolvedStack) -> dict[str, list[dict]]:
             port = _api_port(mi, len(stack.models), api_ordinal.get(key, 0))
             api_ordinal[key] = api_ordinal.get(key, 0) + 1
             base = {"name": name, "model": m.name, "replica": rp.replica, "startup_budget_s": m.startup_budget_s}
+            base.update(_kv_unit_vars(m, rp.replica))
             if not rp.spans_nodes:
                 units[leader].append({**base, "role": "single", "node_rank": 0, "gpu_ids": list(rp.leader.gpu_indices),
                                       "port": port, "args": vllm_serve_args(m, port)})
@@ -104,6 +105,18 @@ def units_by_host(stack: ResolvedStack) -> dict[str, list[dict]]:
     for host_units in units.values():
         host_units.sort(key=lambda u: (u["model"], u["replica"]))
     return units
+
+
+def _kv_unit_vars(m: ResolvedModel, replica: int) -> dict:
+    """KV-cache tiers (models[].kvCache, components/serving/kv_cache.py) of one unit: the host
+    directories bound onto the paths vLLM's flags name (L3 the replica's own, created by the
+    role; L4 the shared file system's mount point, which the role only checks), and the CPU
+    tier's pinned memory per unit (the role refuses a host with less memory). {} without."""
+    if m.spec.kv_cache is None:
+        return {}
+    return {"kv_paths": [{"host": host, "mount": mount, "create": mount == kv_cache.LOCAL_MOUNT}
+                         for host, mount in kv_cache.host_mounts(m.name, m.spec.kv_cache, replica)],
+            "kv_memory_gib": kv_cache.memory_gib(m.spec.kv_cache, m.nodes_per_replica)}
 
 
 def _multinode_args(m: ResolvedModel, rank: int, master_addr: str, master_port: int) -> list[str]:

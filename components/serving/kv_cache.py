@@ -156,12 +156,15 @@ def memory_gib(kv: KvCacheSpec | None, nodes_per_replica: int = 1) -> int:
     return -(-kv.cpu_offload_gb // max(1, nodes_per_replica))
 
 
-def host_mounts(model_name: str, kv: KvCacheSpec | None) -> list[tuple[str, str]]:
-    """(host path, container/unit path) pairs for Compose bind mounts and bare-metal units."""
+def host_mounts(model_name: str, kv: KvCacheSpec | None, replica: int | None = None) -> list[tuple[str, str]]:
+    """(host path, container/unit path) pairs for Compose bind mounts and bare-metal units. With
+    `replica`, L3 is that replica's own sub-directory (<disk path>/<replica>): `disk.sizeGb` is
+    per replica, and replicas sharing a host must not fill each other's share. L4 is one
+    directory every replica shares (that is its point)."""
     t = tiers(kv, model_name)
     out: list[tuple[str, str]] = []
     if t and t.disk_host_path:
-        out.append((t.disk_host_path, LOCAL_MOUNT))
+        out.append((t.disk_host_path if replica is None else f"{t.disk_host_path}/{replica}", LOCAL_MOUNT))
     if t and t.shared_gib:
         out.append((t.shared_host_path or f"{KV_ROOT}/shared-{model_name}", SHARED_MOUNT))
     return out

@@ -12,7 +12,7 @@ import yaml
 
 from components import templating
 from components.observability import alerts, dashboard, metrics
-from components.serving import model_router, probes, versions
+from components.serving import kv_cache, model_router, probes, versions
 from components.serving.vllm_args import API_KEY_ENV, VLLM_PORT, vllm_serve_args
 from components.spec import ResolvedStack
 
@@ -57,6 +57,10 @@ class VllmService:
     device_ids: list[str]
     args: list[str]
     start_period_s: int
+    # KV tiers (models[].kvCache, components/serving/kv_cache.py): host directory -> the path
+    # vLLM's flags name, and the CPU tier's pinned host memory (GiB) reserved for the container.
+    kv_mounts: tuple[tuple[str, str], ...] = ()
+    kv_memory_gib: int = 0
 
 
 def vllm_services(stack: ResolvedStack) -> list[VllmService]:
@@ -72,6 +76,8 @@ def vllm_services(stack: ResolvedStack) -> list[VllmService]:
                 device_ids=list(replica.leader.gpu_indices),
                 args=vllm_serve_args(model, VLLM_PORT),
                 start_period_s=model.startup_budget_s,
+                kv_mounts=tuple(kv_cache.host_mounts(model.name, model.spec.kv_cache, replica.replica)),
+                kv_memory_gib=kv_cache.memory_gib(model.spec.kv_cache),
             ))
     return services
 
