@@ -138,9 +138,10 @@ def test_405b_replica_is_a_leader_and_a_worker_unit(rendered_405b):
     assert f"TimeoutStartSec={budget + 60}\n" in worker
     # Stopping: the worker outlives its leader (waits until the leader's master port closes,
     # at most the leader's stop budget); the leader drains on SIGTERM.
-    assert "ExecStop" not in leader and "TimeoutStopSec=150\n" in leader
-    assert ("ExecStop=/opt/tierscale/vllm/bin/vllm-await-leader-exit 10.20.0.11 29501 150\n") in worker
-    assert "TimeoutStopSec=180\n" in worker
+    leader_budget = probes.VLLM_SHUTDOWN_TIMEOUT_S + 30  # the drain + vllm_stop_margin_s
+    assert "ExecStop" not in leader and f"TimeoutStopSec={leader_budget}\n" in leader
+    assert f"ExecStop=/opt/tierscale/vllm/bin/vllm-await-leader-exit 10.20.0.11 29501 {leader_budget}\n" in worker
+    assert f"TimeoutStopSec={leader_budget + 30}\n" in worker
     # The mixed fleet: the L40S host's two 8B replicas are single-node units on GPUs 0 and 1.
     singles = sorted(p.name for p in (rendered_405b / "gpu-l40s-01").glob("vllm-*.service"))
     assert singles == ["vllm-llama-8b-0.service", "vllm-llama-8b-1.service"]
