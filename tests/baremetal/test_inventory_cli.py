@@ -32,7 +32,7 @@ def test_inventory_command_writes_groups_and_vars(tmp_path):
     assert [(u["name"], u["role"], u["gpu_ids"], u["port"]) for u in hostvars["vllm_units"]] == \
         [("llama-70b-0", "single", [str(i) for i in range(8)], 8000)]
     # group_vars/ next to the inventory is loaded by Ansible itself.
-    assert hostvars["nvidia_driver_branch"] == "570" and hostvars["nccl_version"] == "2.26.2"
+    assert hostvars["nvidia_driver_branch"] == "580" and hostvars["nccl_version"] == "2.26.2"
     stack = example_stack("baremetal-lab")
     assert hostvars["vllm_units"][0]["args"] == vllm_serve_args(stack.model("llama-70b"), 8000)
     assert hostvars["gpu_validation_min_busbw_gbps"] == 270.0  # 60% of 900/2 GB/s NVLink 4

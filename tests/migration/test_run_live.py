@@ -35,7 +35,7 @@ import yaml
 
 from components import paths
 from components.migration import gates as gate_defs
-from components.serving.model_router import router_js
+from components.serving.model_router import auth_include, router_js
 from components.small.project import nginx_conf
 from components.spec.stack_file import load_stack
 from tests.conftest import TIERSCALE
@@ -47,6 +47,7 @@ HEALTHY_TTFT_MS, DEGRADED_TTFT_MS = 300, 1500
 EVAL_S = 1.0
 WINDOW = "10s"
 LLAMA = "meta-llama/Llama-3.1-8B-Instruct"
+API_KEY = "migration-live-test-key"
 
 
 class SrcStub(Stub):
@@ -115,7 +116,8 @@ class Load:
     async def _main(self) -> None:
         deadline = time.monotonic() + self.max_s
         limits = httpx.Limits(max_connections=self.concurrency, max_keepalive_connections=0)
-        async with httpx.AsyncClient(base_url=self.url, timeout=30, limits=limits) as client:
+        async with httpx.AsyncClient(base_url=self.url, timeout=30, limits=limits,
+                                     headers={"Authorization": f"Bearer {API_KEY}"}) as client:
             async def worker():
                 while not self.stop_event.is_set() and time.monotonic() < deadline and len(self.results) < self.max_requests:
                     start = time.time()
@@ -161,9 +163,13 @@ class Rig:
         gw = tmp / "gateway"
         gw.mkdir()
         (gw / "model_router.js").write_text(router_js())
+        # The gateway authenticates every request (docs/security.md): its key file, as the small
+        # tier writes it, and the load sends that key.
+        (gw / "api-keys.conf").write_text(auth_include([API_KEY]))
         self.render = {"listen": f"127.0.0.1:{port}", "status_listen": f"127.0.0.1:{self.status_port}",
                        "runtime_dir": str(gw), "log_dir": str(gw / "logs"), "temp_dir": str(gw / "tmp"),
-                       "js_path": str(gw / "model_router.js")}
+                       "js_path": str(gw / "model_router.js"), "auth_file": str(gw / "api-keys.conf"),
+                       "health_file": None}
         # nginx starts on the small tier's own config, exactly as `tierscale render` writes it.
         self.nginx = Nginx(nginx_conf(src, SRC, self.source_servers, **self.render), gw).start()
         wait_http(f"http://127.0.0.1:{self.status_port}/gateway/health")
