@@ -37,7 +37,7 @@ def test_baremetal_lab_graph(rendered):
     result = rendered["baremetal-lab"]
     counts = Counter(r.type for r in result.resources)
     # inventory.yml + group_vars written, then site.yml, then verify.yml
-    assert counts == {"tierscale:baremetal:BaremetalNodes": 1, "command:local:Command": 4}
+    assert counts == {"tierscale:baremetal:BaremetalNodes": 1, "command:local:Command": 5}
     site = [r for r in result.resources if r.name == "baremetal-lab-site"][0]
     verify = [r for r in result.resources if r.name == "baremetal-lab-verify"][0]
     assert "ansible-playbook" in site.inputs["create"] and site.inputs["create"].endswith(" site.yml")
