@@ -1,9 +1,10 @@
 """Large-tier rules (topology, global traffic, regions, N+1, spot) and its validators.
 
-`problems(spec)` runs through the tier registry before anything renders. The figures that
-need the planner (per-replica capacity for N+1, startup budgets for spot) come from resolving
-the models here the way the resolver does (components.spec.model_resolution); a model that
-does not resolve is reported by the resolver and skipped here.
+`problems(spec)` runs through the tier registry (`checks`) before the models resolve. The rules
+that need the planner's figures (per-region placement, per-replica capacity for N+1 and the
+standby, startup budgets for spot) are `resolved_problems(spec, models)`, the registry's
+`resolved` role: components.spec.rules calls it once, after every model resolved and the
+stack's placement succeeded, with the models it resolved (nothing is resolved twice).
 """
 
 from __future__ import annotations
@@ -14,21 +15,11 @@ from pathlib import Path
 from components.large import facts, sizing
 from components.spec import aws_regions, kubernetes_rules
 from components.spec.errors import Problem
-from components.spec.fleet import fleet_for, total_gpus
+from components.large import traffic as global_traffic
 from components.spec.model import MultiRegionTarget, StackSpec
-from components.spec.model_resolution import default_name, resolve_entry
+from components.spec.model_resolution import default_name
+from components.spec.resolved import ResolvedModel
 from components.suggestions import suggestion
-
-
-def _models(spec: StackSpec) -> dict:
-    scratch: list[Problem] = []
-    total = total_gpus(fleet_for(spec))
-    out = {}
-    for i, m in enumerate(spec.models):
-        r = resolve_entry(i, m, spec, total, scratch)
-        if r is not None:
-            out[r.name] = r
-    return out
 
 
 def _traffic(spec: StackSpec, out: list[Problem]) -> None:
@@ -47,10 +38,15 @@ def _traffic(spec: StackSpec, out: list[Problem]) -> None:
                            f"slo.availability is {spec.slo.availability:g}%: use {' or '.join(better) or 'global'}"))
     f = sizing.failover(traffic, large.topology)
     if not f.meets_rto:
-        key = "large.globalTraffic.ttlS" if traffic.kind == "route53" and f.dns_ttl_s else \
-            "large.globalTraffic.healthCheck.failureThreshold"
-        how = (f"health check {traffic.health_check.interval_s} s x {traffic.health_check.failure_threshold} = "
-               f"{f.detection_s} s" + (f" + DNS TTL {f.dns_ttl_s} s" if f.dns_ttl_s else ""))
+        if traffic.kind == "globalAccelerator":
+            # GA ignores the endpoint group's own check for NLB/ALB endpoints: the load
+            # balancers' target health decides (components/large/traffic.failover).
+            key = "large.globalTraffic.loadBalancerHealthCheck"
+            how = f"{f.basis} = {f.detection_s} s, no DNS TTL (static anycast addresses)"
+        else:
+            key = "large.globalTraffic.ttlS" if f.dns_ttl_s else "large.globalTraffic.healthCheck.failureThreshold"
+            how = (f"health check {traffic.health_check.interval_s} s x {traffic.health_check.failure_threshold} = "
+                   f"{f.detection_s} s" + (f" + DNS TTL {f.dns_ttl_s} s" if f.dns_ttl_s else ""))
         out.append(Problem(key, f"failover takes {f.total_s} s ({how}), above the {f.rto_s} s RTO of topology "
                            f"{large.topology!r}: use {sizing.failover_advice(traffic, large.topology)}"))
     if traffic.kind == "globalAccelerator":
@@ -66,6 +62,7 @@ def _traffic(spec: StackSpec, out: list[Problem]) -> None:
             elif r.gateway.load_balancer_arn is None:
                 out.append(Problem(f"target.regions[{i}].gateway.loadBalancerArn",
                                    "required with globalAccelerator: the region's gateway NLB/ALB is its endpoint"))
+    out += global_traffic.health_check_problems(traffic, spec.security.tls.enabled)
     if sum(r.traffic_dial == 0 for r in regions) == len(regions):
         out.append(Problem("target.regions", "every region has trafficDial 0: nothing serves"))
 
@@ -287,10 +284,19 @@ def _regions(spec: StackSpec, names: dict[str, int], out: list[Problem]) -> None
                                f"{spec.large.topology!r} needs it in at least two (N+1 across regions)"))
 
 
-def _capacity(spec: StackSpec, names: dict[str, int], out: list[Problem]) -> None:
-    models = _models(spec)
-    if len(models) != len(spec.models):
-        return  # the resolver reports the model that did not resolve
+def resolved_problems(spec: StackSpec, resolved: list[ResolvedModel]) -> list[Problem]:
+    """The registry's `resolved` role: rules on the models components.spec.rules resolved and
+    placed (called once, only when every model resolved and `problems(spec)` found nothing)."""
+    if not isinstance(spec.target, MultiRegionTarget) or spec.large is None:
+        return []
+    models = {m.name: m for m in resolved}
+    names = {m.name: i for i, m in enumerate(resolved)}
+    out: list[Problem] = []
+    _capacity(spec, models, names, out)
+    return out
+
+
+def _capacity(spec: StackSpec, models: dict[str, ResolvedModel], names: dict[str, int], out: list[Problem]) -> None:
     for i, r in enumerate(spec.target.regions):
         where = f"target.regions[{i}]"
         result = sizing.region_placement(spec, r, models, where)
@@ -353,11 +359,8 @@ def problems(spec: StackSpec) -> list[Problem]:
             if c.name not in names:
                 out.append(Problem(f"large.canary.models[{j}].name", f"{c.name!r} is not a model name"
                                    f"{suggestion(c.name, names)}; allowed: {', '.join(names)}"))
-        if spec.large.canary.routing == "httproute" and spec.large.platform.routing.kind != "httproute":
-            out.append(Problem("large.canary.routing", "httproute weights need large.platform.routing.kind: httproute "
-                               "(the regions route with Ingress); or use virtualservice"))
-    if not out:
-        _capacity(spec, names, out)
+        # canary.routing httproute: the model router splits body-routed traffic by the weight
+        # (components/medium/router.py), behind an Ingress as well as an HTTPRoute.
     return out
 
 

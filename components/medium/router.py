@@ -27,6 +27,7 @@ ingress controller reach the router and the router reach the vLLM pods (and noth
 from __future__ import annotations
 
 import hashlib
+import re
 from typing import Any, Optional
 
 from components.medium import inference_pool, multinode
@@ -118,22 +119,49 @@ def model_header_line(model_name: str) -> str:
     return f'            proxy_set_header {inference_pool.MODEL_HEADER} "{model_name}";\n'
 
 
+def _block_end(conf: str, start: int) -> int:
+    """Index just past the `}` closing the block whose body starts at `start` (the rendered
+    strings inside, JSON included, have balanced braces)."""
+    depth = 1
+    i = start
+    while depth:
+        depth += {"{": 1, "}": -1}.get(conf[i], 0)
+        i += 1
+    return i
+
+
 def with_model_headers(conf: str, stack: ResolvedStack, servers: dict[str, list[str]]) -> str:
-    """Add `proxy_set_header X-Gateway-Model-Name "<model>"` to every location that proxies to a
-    model's upstream: the request location (@<upstream>), its /v1/models subrequest and its
-    readiness probes. templates/gateway/nginx.conf.j2 has no per-model header hook, so the
-    header goes in after each location's opening line; each opening line must occur exactly once
-    (a changed template fails here, at render time, not in the cluster). Model names are DNS
-    labels: nothing to quote."""
+    """Add `proxy_set_header X-Gateway-Model-Name "<model>"` to every location that proxies to
+    one of a model's upstreams: its own (`<upstream>`), its variants and twins (`<upstream>__…`:
+    health variants, affinity) and its readiness probes (`tierscale_probe_<upstream>_<i>`), so
+    the request, the /v1/models lookup and the probe all reach the model's pool.
+    templates/gateway/nginx.conf.j2 has no per-model header hook: the header goes in after each
+    such location's opening line. Fails the render (not the cluster) when a location proxies
+    to an upstream that is no model's, or a model's request location (`@<upstream>`) is
+    missing. Model names are DNS labels: nothing to quote."""
+    owners: dict[str, str] = {}
     for m in stack.models:
         up = model_router.upstream_name(m.name)
-        anchors = [f"location @{up} {{\n", f"location = /_tierscale/models/{up} {{\n"]
-        anchors += [f"location = /_tierscale/ready/{up}/{i} {{\n" for i in range(len(servers[m.name]))]
-        for anchor in anchors:
-            if conf.count(anchor) != 1:
-                raise ValueError(f"nginx.conf: expected one {anchor.strip()!r} for {m.name}'s pool header, "
-                                 f"found {conf.count(anchor)} (templates/gateway/nginx.conf.j2 changed?)")
-            conf = conf.replace(anchor, anchor + model_header_line(m.name))
+        owners[up] = m.name
+        owners.update({f"tierscale_probe_{up}_{i}": m.name for i in range(len(servers[m.name]))})
+    inserts: list[tuple[int, str]] = []
+    for match in re.finditer(r"^[ \t]*location [^{\n]*\{\n", conf, re.M):
+        body = conf[match.end():_block_end(conf, match.end())]
+        targets = set(re.findall(r"proxy_pass http://([A-Za-z0-9_]+)", body))
+        if not targets:
+            continue
+        names = {owners.get(t, owners.get(t.split("__", 1)[0])) for t in targets}
+        if None in names or len(names) != 1:
+            raise ValueError(f"nginx.conf: {match.group(0).strip()!r} proxies to {sorted(targets)}, not to one "
+                             "model's upstreams: cannot set its pool header (templates/gateway/nginx.conf.j2 changed?)")
+        inserts.append((match.end(), model_header_line(names.pop())))
+    for m in stack.models:
+        anchor = f"location @{model_router.upstream_name(m.name)} {{\n"
+        if conf.count(anchor) != 1:
+            raise ValueError(f"nginx.conf: expected one {anchor.strip()!r} for {m.name}'s pool header, "
+                             f"found {conf.count(anchor)} (templates/gateway/nginx.conf.j2 changed?)")
+    for pos, line in sorted(inserts, reverse=True):
+        conf = conf[:pos] + line + conf[pos:]
     return conf
 
 

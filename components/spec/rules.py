@@ -1,9 +1,10 @@
 """Cross-field rules and planner-derived defaults, applied after the field-level checks.
 
-Order: the tier (registry) and its target; each model (components.spec.model_resolution);
-names, references and duplicates; the tier's own rules (its `checks` in the tier registry);
-placement of every replica on the fleet (components.planner.placement); capacity warnings
-(components.spec.capacity); secrets. Every rule appends Problems instead of raising, so one run
+Order: the tier (registry) and its target; the tier's own rules on the spec (its `checks` and
+`risks` in the tier registry); each model, resolved once (components.spec.model_resolution);
+names, references and duplicates; placement of every replica on the fleet
+(components.planner.placement); the tier's rules on the resolved, placed models (its `resolved`
+role); secrets; capacity warnings (components.spec.capacity); KV-cache / InferencePool rules. Every rule appends Problems instead of raising, so one run
 reports everything that is wrong; a rule whose input already failed is skipped, so no error is
 only the echo of another.
 """
@@ -11,7 +12,6 @@ only the echo of another.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import re
 from typing import Optional
 
@@ -136,11 +136,12 @@ def _gateway_features(spec: StackSpec, problems: list[Problem]) -> None:
             "nginx for TLS, or terminate TLS in front of it and set tls.enabled: false")))
 
 
-def _tier_risks(spec: StackSpec) -> list[Problem]:
-    """The tier's own warnings: `risks(spec)` next to its `checks` in the tier registry, if it has one."""
-    module = importlib.import_module(TIERS[spec.tier].checks.partition(":")[0])
-    risks = getattr(module, "risks", None)
-    return risks(spec) if risks else []
+def _placed(spec: StackSpec, models: list[ResolvedModel], result: placement.FleetPlacement) -> list[ResolvedModel]:
+    out = []
+    for m in models:
+        replicas = tuple(result.for_model(m.name))
+        out.append(dataclasses.replace(m, placement=replicas, gpu_type=replicas[0].gpu_type if replicas else spec.gpu.type))
+    return out
 
 
 def _accepted_gpu_types(spec: StackSpec, fleet: placement.Fleet, m: ResolvedModel) -> tuple[str, ...]:
@@ -196,26 +197,28 @@ def resolve(spec: StackSpec, present: set[str], plaintext: set[str], require_sec
     notes: list[str] = []
     _generic(spec, problems)
     _gateway_features(spec, problems)
-    risky = _tier_risks(spec)
-    problems += TIERS[spec.tier].function("checks")(spec)
+    tier = TIERS[spec.tier]
+    risky = tier.call("risks", spec)
+    problems += tier.function("checks")(spec)
     names = _names(spec, problems)
     fleet = fleet_for(spec)
     total = total_gpus(fleet)
     models = [r for i, m in enumerate(spec.models) if (r := resolve_entry(i, m, spec, total, problems)) is not None]
     all_resolved = len(models) == len(spec.models) and len(names) == len(spec.models)
     result = None
+    placed: list[ResolvedModel] = []
     if all_resolved:
         _references(spec, names, problems)
         _served_names(spec, models, names, problems)
         if not problems:
             result = _place(spec, fleet, models, names, problems)
+        if result is not None:
+            # Resolution -> placement -> the tier's rules on the resolved models, each once.
+            placed = _placed(spec, models, result)
+            problems += tier.call("resolved", spec, placed)
     _check_secrets(spec, models, present, plaintext, require_secrets, problems, notes)
     if problems:
         return problems, None
-    placed = []
-    for m in models:
-        replicas = tuple(result.for_model(m.name))
-        placed.append(dataclasses.replace(m, placement=replicas, gpu_type=replicas[0].gpu_type if replicas else spec.gpu.type))
     warnings = risky + capacity.warnings_for(spec, placed, total) + [Problem("placement", w) for w in result.warnings]
     resolved = ResolvedStack(spec=spec, gpu=gpu_catalog()[spec.gpu.type], models=placed,
                              secrets_present=frozenset(present), warnings=warnings, notes=notes,

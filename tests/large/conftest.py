@@ -27,7 +27,9 @@ GA = {
                           "loadBalancerHealthCheck": {"intervalS": 5, "unhealthyThreshold": 2}},
         "canary": {"routing": "virtualservice", "models": [{"name": "llama-8b", "revision": "abc123", "weight": 5}]},
         "gitops": {"repoUrl": "https://git.example.com/platform/inference.git", "path": "clusters/large"},
-        "platform": {"routing": {"kind": "httproute"}}}),
+        # The Gateway's data-plane pods run in its namespace (not ingress-nginx's): the router's
+        # NetworkPolicy admits them (kubernetes_rules.risks warns otherwise).
+        "platform": {"routing": {"kind": "httproute", "controllerNamespace": "gateway-system"}}}),
     "tierscale:slo": json.dumps({"availability": 99.999}),
 }
 

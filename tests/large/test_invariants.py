@@ -3,6 +3,7 @@ buckets, canary routing, and every region's manifests through the validators."""
 
 from __future__ import annotations
 
+import copy
 import json
 import shutil
 import subprocess
@@ -261,8 +262,6 @@ def test_every_validator_passes_for_every_region(large, name):
         assert o.ok, f"{o.name}: {o.detail}"
 
 
-@pytest.mark.xfail(strict=True, reason="components/large/checks.py (not H2's) still refuses a namespace shared by "
-                   "regions; remove that check (regional objects are named by region now), then this mark")
 def test_regions_may_share_a_namespace(tmp_path):
     """Issue 20 item 5: an ApplicationSet deploys the same namespace to every cluster; regional
     objects are named by region, so every region may use it."""
@@ -276,3 +275,92 @@ def test_regions_may_share_a_namespace(tmp_path):
         (route,) = docs(result, region["name"], "HTTPRoute")
         assert route["metadata"]["namespace"] == "inference"
 
+
+
+# --- spec-level rules, loaded in-process (no render) ------------------------------------------
+
+
+def _load(overrides: dict):
+    """large-prod's config with `overrides` (parsed values by key), through load_spec."""
+    from components.spec.loader import load_spec
+    from components.spec.pulumi_config import parse_value
+    from components.spec.stack_file import read_stack
+
+    config = read_stack("large-prod")
+    values = {k.split(":", 1)[1]: parse_value(v) for k, v in config.values.items() if k.startswith("tierscale:")}
+    values.update(overrides)
+    return load_spec(values, {k.split(":", 1)[1] for k in config.secret_keys}, source="test", require_secrets=False)
+
+
+def _large_prod(key: str):
+    return copy.deepcopy(yaml.safe_load((paths.STACKS_DIR / "Pulumi.large-prod.yaml").read_text())["config"][f"tierscale:{key}"])
+
+
+def test_every_model_is_resolved_and_planned_once(monkeypatch):
+    """Issue 20 item 7: resolution -> placement -> tier rules, each once. The large tier's
+    capacity rules get the models the resolver resolved (before: every model twice)."""
+    from components.planner import placement
+    from components.spec import model_resolution, rules
+
+    calls = {"resolve": 0, "plan": 0, "solve": 0}
+
+    def counting(name, fn):
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return fn(*args, **kwargs)
+        return wrapper
+
+    monkeypatch.setattr(rules, "resolve_entry", counting("resolve", model_resolution.resolve_entry))
+    monkeypatch.setattr(model_resolution, "plan", counting("plan", model_resolution.plan))
+    monkeypatch.setattr(placement, "solve", counting("solve", placement.solve))
+    stack = _load({})
+    regions = len(stack.spec.target.regions)
+    assert calls == {"resolve": len(stack.models), "plan": len(stack.models), "solve": 1 + regions}
+
+
+def test_capacity_rules_still_refuse_a_short_region():
+    """The moved capacity rule (components/large/checks.resolved_problems) still runs: one
+    region's minReplicas beyond its own GPU nodes is refused naming that region's model."""
+    target = _large_prod("target")
+    target["regions"][1]["gpuNodes"] = 1
+    with pytest.raises(SpecError) as err:
+        _load({"target": target})
+    assert any(p.path.startswith("target.regions[1]") for p in err.value.problems), err.value.problems
+
+
+def test_global_accelerator_rto_names_the_load_balancer_health_check():
+    large = _large_prod("large")
+    large["globalTraffic"] = {"kind": "globalAccelerator", "hostedZoneId": "Z0123456789ABCDEFGHIJ",
+                              "domain": "llm.example.com",
+                              "loadBalancerHealthCheck": {"intervalS": 30, "unhealthyThreshold": 5}}
+    large["topology"] = "global"
+    with pytest.raises(SpecError) as err:
+        _load({"large": large})
+    (p,) = [p for p in err.value.problems if "RTO" in p.message]
+    assert p.path == "large.globalTraffic.loadBalancerHealthCheck"
+    assert "healthCheck intervalS" not in p.message and "loadBalancerHealthCheck intervalS 5" in p.message
+    assert "30 s x 5" in p.message
+
+
+def test_health_check_port_that_contradicts_tls_is_refused_by_the_large_checks():
+    large = _large_prod("large")
+    tls = yaml.safe_load((paths.STACKS_DIR / "Pulumi.large-prod.yaml").read_text())["config"].get("tierscale:security", {})
+    port = 80 if (tls.get("tls") or {}).get("enabled") else 443
+    large["globalTraffic"]["healthCheck"] = {**large["globalTraffic"].get("healthCheck", {}), "port": port}
+    with pytest.raises(SpecError) as err:
+        _load({"large": large})
+    assert "large.globalTraffic.healthCheck.port" in [p.path for p in err.value.problems]
+
+
+def test_router_canary_split_is_accepted_behind_an_ingress():
+    """canary.routing httproute is the model router's weighted split (components/medium/router.py),
+    which works behind an Ingress as well as an HTTPRoute."""
+    large = _large_prod("large")
+    large.setdefault("platform", {}).setdefault("routing", {})["kind"] = "ingress"
+    large["canary"] = {**(large.get("canary") or {}), "routing": "httproute"}
+    if not large["canary"].get("models"):
+        large["canary"]["models"] = [{"name": "llama-8b", "revision": "abc123", "weight": 5}]
+    security = _large_prod("security")
+    security["tls"]["clusterIssuer"] = "letsencrypt"  # the Ingress' certificate (kubernetes_rules)
+    stack = _load({"large": large, "security": security})
+    assert stack.spec.large.platform.routing.kind == "ingress" and stack.spec.large.canary.routing == "httproute"

@@ -22,7 +22,7 @@ from components.render import render_stack
 from components.serving import kv_cache
 from components.validate import registry
 from tests.medium.test_router import AUTH, KEY, _local
-from tests.spec.in_process import run_in_process
+from tests.support.in_process import run_in_process
 from tests.support.processes import Nginx, wait_http
 
 KV = {"cpuOffloadGb": 40, "disk": {"sizeGb": 500, "storageClass": "local-nvme"},
@@ -159,9 +159,18 @@ def test_router_upstreams_are_the_internal_gateway_with_the_model_header(pooled)
 def test_a_changed_template_fails_the_render_not_the_cluster(pooled):
     stack = pooled.stack
     servers, _ = router.upstreams(stack, "inference")
-    conf = router.nginx_conf(stack, "inference")
+    conf = router.nginx_conf(stack.__class__(**{**stack.__dict__, "spec": stack.spec.model_copy(update={
+        "platform": stack.spec.platform.model_copy(update={"routing": stack.spec.platform.routing.model_copy(
+            update={"inference_pool": None})})})}), "inference", servers)
     with pytest.raises(ValueError, match="pool header"):
         router.with_model_headers(conf.replace("location @vllm_llama_8b {", "location @renamed {"), stack, servers)
+    with pytest.raises(ValueError, match="not to one model's upstreams"):
+        router.with_model_headers(conf.replace("proxy_pass http://vllm_llama_8b$uri", "proxy_pass http://other$uri"),
+                                  stack, servers)
+    # Every location that proxies for a model got the header once: request, /v1/models, probe.
+    header_conf = router.with_model_headers(conf, stack, servers)
+    for m in stack.models:
+        assert header_conf.count(f'proxy_set_header X-Gateway-Model-Name "{m.name}";') == 3
 
 
 class _Gateway(BaseHTTPRequestHandler):
