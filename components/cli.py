@@ -1,4 +1,4 @@
-"""The `tierscale` command: render, validate, inventory, plan, schema.
+"""The `tierscale` command: render, validate, inventory, plan, schema, bench, migrate (plan, check, run), up, down.
 
 Exit codes (components/cli_options.EXIT_CODES; docs/reference/cli-conventions.md; every command's help):
   0 success
@@ -12,7 +12,6 @@ components/cli_options.py; `--json` always prints one JSON object on stdout and 
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from pathlib import Path
@@ -20,12 +19,12 @@ from typing import Optional
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from components import paths
-from components.cli_options import (EXIT_CHECK_FAILED, JsonOption, StackOption, StacksDirOption, VerboseOption,
-                                    add_exit_code_epilog, console, emit_json, fail_spec, out_option, print_command,
-                                    stack_args, stack_ref, table)
+from components.cli_options import (EXIT_CHECK_FAILED, EXIT_INVALID_INPUT, JsonOption, StackOption, StacksDirOption,
+                                    VerboseOption, add_exit_code_epilog, console, emit_json, fail_spec,
+                                    optional_stack_option, out_option, print_command, print_findings, stack_args,
+                                    stack_ref, table)
 from components.spec import SpecError
 
 # -h as well as --help on every command; `tierscale --install-completion` / `--show-completion`
@@ -65,23 +64,10 @@ def _version(value: bool) -> None:
 @app.callback()
 def _root(show_version: bool = typer.Option(False, "--version", "-V", callback=_version, is_eager=True,
                                             help="Print the version and exit.")) -> None:
-    """The `tierscale` command: render, validate, plan, inventory, bench, migrate, schema."""
+    """The `tierscale` command: render, validate, inventory, plan, schema, bench, migrate (plan, check, run),
+    up, down."""
 out = Console()
 err = Console(stderr=True)
-
-
-def _fail_spec(error: SpecError) -> None:
-    # Plain stderr, not rich: messages must not be re-wrapped mid key path.
-    sys.stderr.write(error.render() + "\n")
-    raise typer.Exit(2)
-
-
-def _print_findings(resolved) -> None:
-    """Capacity/SLO warnings (fatal under validate --strict), then informational notes."""
-    for warning in resolved.warnings:
-        sys.stderr.write(f"warning: {warning}\n")
-    for note in resolved.notes:
-        sys.stderr.write(f"note: {note}\n")
 
 
 @app.command()
@@ -92,7 +78,9 @@ def render(
     verbose: VerboseOption = False,
     as_json: JsonOption = False,
 ) -> None:
-    """Run the stack's Pulumi program under the mock runtime, write every artifact and summarise the
+    """Render a stack: write every artifact and summarise GPUs, cost, endpoints and failover.
+
+    Runs the stack's Pulumi program under the mock runtime, writes every artifact and summarises the
     result: GPUs by type, cost, endpoints, failover time (large tier); --verbose lists resource types."""
     from components.cli_summary import summary, text_lines
     from components.render import render_stack
@@ -103,7 +91,7 @@ def render(
         result = render_stack(stack, out_dir, stacks_dir=stacks_dir)
     except SpecError as error:
         fail_spec(error)
-    _print_findings(result.stack)
+    print_findings(result.stack)
     next_command = ["tierscale", "validate", *stack_args(given, stacks_dir)] + (["--out", str(out_dir)] if out_dir else [])
     doc = summary(result, next_command)
     if as_json:
@@ -147,7 +135,7 @@ def validate(
         result = render_stack(stack, out_dir, stacks_dir=stacks_dir)
     except SpecError as error:
         fail_spec(error)
-    _print_findings(result.stack)
+    print_findings(result.stack)
     outcomes = validate_rendered(result.stack, result.out_dir)
     failed = [o.name for o in outcomes if not o.ok]
     warnings = [str(w) for w in result.stack.warnings]
@@ -239,16 +227,18 @@ def plan(
     top: int = typer.Option(5, "--top", help="Alternatives to show, with why each lost"),
     custom_json: Optional[str] = typer.Option(None, "--custom-json", help="A model described inline as JSON (models.yaml keys), instead of --model"),
     model_config: Optional[str] = typer.Option(None, "--model-config", help="A model's config.json (file or model directory; a repo id when huggingface_hub is installed and online)"),
-    stack: Optional[str] = typer.Option(None, "--stack", "-s", help="Compare every model of a stack with the planner's optimum"),
-    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable output"),
+    stack: optional_stack_option("Compare every model of this stack with the planner's optimum") = None,
+    stacks_dir: StacksDirOption = paths.STACKS_DIR,
+    as_json: JsonOption = False,
 ) -> None:
-    """Search the cheapest configuration meeting the SLOs: GPU, quantization, TP/PP, replicas, tier, cost."""
+    """Search the cheapest configuration meeting the SLOs: GPU, quantization, TP/PP, replicas, tier, cost.
+
+    With --stack: each model of the stack as configured against the planner's optimum."""
     from components.planner.request import PlanInputError, build_request
     from components.planner import PlanError, plan as run_plan
 
     if stack is not None:
-        _plan_stack(stack, stacks_dir, as_json)
+        _plan_stack(*stack_ref(stack, stacks_dir), as_json)
         return
     try:
         request = build_request(model, gpu, quantization, max_model_len, qps, prompt_tokens, output_tokens,
@@ -260,9 +250,9 @@ def plan(
         result = run_plan(request)
     except (PlanInputError, PlanError) as error:
         sys.stderr.write(f"error: {error}\n")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_INVALID_INPUT)
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        emit_json(result.to_json())
         return
     from components.planner.answer import render as render_answer
 
@@ -283,7 +273,7 @@ def _plan_stack(stack: str, stacks_dir: Path, as_json: bool) -> None:
     try:
         resolved = load_stack(stack, stacks_dir)
     except SpecError as error:
-        _fail_spec(error)
+        fail_spec(error)
     spec = resolved.spec
     found = verdict.stack_verdict(spec, resolved.models)
     if as_json:
@@ -291,11 +281,15 @@ def _plan_stack(stack: str, stacks_dir: Path, as_json: bool) -> None:
         for mv in found.models:
             if mv.configured is None:
                 sys.stderr.write(f"error: {mv.name}: {mv.findings[0].message}\n")
-                raise typer.Exit(2)
+                raise typer.Exit(EXIT_INVALID_INPUT)
             rows.append({"model": mv.name, "configured": mv.configured.to_json(), "optimum": mv.optimum.to_json(),
-                         "warnings": [f"{f.key}: {f.message}" for f in mv.findings],
+                         "meets_slo": mv.meets_slo, "warnings": [f"{f.key}: {f.message}" for f in mv.findings],
                          "findings": [{"key": f.key, "kind": f.kind, "message": f.message} for f in mv.findings]})
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+        emit_json({"stack": stack, "tier": spec.tier, "gpu_type": spec.gpu.type, "qps": found.qps,
+                   "slo": {"ttft_p99_ms": spec.slo.ttft_p99_ms, "tpot_p99_ms": spec.slo.tpot_p99_ms},
+                   "models": rows, "recommended_tier": found.recommended.tier, "tier_reason": found.recommended.reason,
+                   "tier_holds": found.tier_holds, "next_tier": found.next_tier,
+                   "findings": [{"key": f.key, "kind": f.kind, "message": f.message} for f in found.findings]})
         return
     import textwrap
 
@@ -356,12 +350,12 @@ def _check_migration_pair(source: str, src, destination: str, dst, accept: Optio
     try:
         accepted = accept_values(accept)
     except ValueError as e:
-        _fail_spec(SpecError([Problem("--accept", str(e).removeprefix("--accept: "))], command))
+        fail_spec(SpecError([Problem("--accept", str(e).removeprefix("--accept: "))], command))
     result = check_pair(source, src, destination, dst, accepted, in_place=in_place)
     for warning in result.warnings:
         sys.stderr.write(f"warning: {warning}\n")
     if result.errors:
-        _fail_spec(SpecError(result.problems(), f"{command} {source} -> {destination}"))
+        fail_spec(SpecError(result.problems(), f"{command} {source} -> {destination}"))
 
 
 @migrate_app.command("plan")
@@ -369,14 +363,15 @@ def migrate_plan(
     source: str = typer.Option(..., "--from", help="Source stack (what serves today): a name or a Pulumi.<name>.yaml path"),
     destination: str = typer.Option(..., "--to", help="Destination stack: a name or a Pulumi.<name>.yaml path"),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="rolling|buffer|fallback (default: recommended)"),
-    as_json: bool = typer.Option(False, "--json", help="Machine-readable plan (stable keys)"),
+    as_json: JsonOption = False,
     rollout_out: Optional[Path] = typer.Option(None, "--rollout-out", help="Model upgrade on medium: write Argo Rollouts "
                                                "Rollout + AnalysisTemplate (the same gates) to this directory"),
     accept: Optional[list[str]] = typer.Option(None, "--accept", help="Migrate although clients lose something: "
                                                "removed-model | context | capacity (repeatable)"),
-    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    stacks_dir: StacksDirOption = paths.STACKS_DIR,
 ) -> None:
     """Explain a move between two stacks: what changes, the strategy, traffic steps and SLO gates.
+
     Exit 2 for a pair that is no migration (the same stack or identical), whose stacks collide, or that
     loses clients something (a model name, context, capacity) unless --accept names it."""
     from components.migration.plan import STRATEGIES, plan_migration
@@ -385,14 +380,14 @@ def migrate_plan(
     from components.suggestions import suggestion
 
     if strategy is not None and strategy not in STRATEGIES:
-        _fail_spec(SpecError([Problem("--strategy", f"{strategy!r} is not allowed{suggestion(strategy, STRATEGIES)}; "
+        fail_spec(SpecError([Problem("--strategy", f"{strategy!r} is not allowed{suggestion(strategy, STRATEGIES)}; "
                                       f"allowed: {', '.join(STRATEGIES)}")], "migrate plan"))
     # --from/--to, like --stack, take a stack name or a Pulumi.<name>.yaml path.
     (source, src_dir), (destination, dst_dir) = stack_ref(source, stacks_dir, "--from"), stack_ref(destination, stacks_dir, "--to")
     try:
         src, dst = load_stack(source, src_dir), load_stack(destination, dst_dir)
     except SpecError as error:
-        _fail_spec(error)
+        fail_spec(error)
     _check_migration_pair(source, src, destination, dst, accept, "migrate plan",
                           in_place=rollout_out is not None or strategy == "rolling")
     result = plan_migration(source, src, destination, dst, strategy)
@@ -413,7 +408,7 @@ def migrate_plan(
         for warning in (w for b in bundles for w in b.warnings):
             sys.stderr.write(f"warning: {warning}\n")
     if as_json:
-        sys.stdout.write(json.dumps(result.to_json(), indent=2) + "\n")
+        emit_json(result.to_json())
         return
     out.print(f"[bold]{source} -> {destination}[/]" + (f"  (tier {result.tier_change})" if result.tier_change else ""))
     changes = table("what changes", "model", "change", "detail", "cold start s")
@@ -466,8 +461,8 @@ def migrate_check(
 
 @migrate_app.command("run")
 def migrate_run(
-    source: str = typer.Option(..., "--from", help="Source stack (what serves today)"),
-    destination: str = typer.Option(..., "--to", help="Destination stack"),
+    source: str = typer.Option(..., "--from", help="Source stack (what serves today): a name or a Pulumi.<name>.yaml path"),
+    destination: str = typer.Option(..., "--to", help="Destination stack: a name or a Pulumi.<name>.yaml path"),
     strategy: Optional[str] = typer.Option(None, "--strategy", help="rolling|buffer|fallback (default: recommended)"),
     journal_path: Optional[Path] = typer.Option(None, "--journal", help="Journal file (default build/migrations/SRC-to-DST.jsonl)"),
     resume: bool = typer.Option(False, "--resume", help="Continue the run the journal records"),
@@ -485,15 +480,19 @@ def migrate_run(
                                                "change (default benchmarks/golden/prompts.jsonl)"),
     accept: Optional[list[str]] = typer.Option(None, "--accept", help="Migrate although clients lose something: "
                                                "removed-model | context | capacity (repeatable)"),
-    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    stacks_dir: StacksDirOption = paths.STACKS_DIR,
+    as_json: JsonOption = False,
 ) -> None:
     """Execute the plan: bring DST up, warm it, shift traffic step by step under the SLO gates, roll back on failure.
+
     Exit 0 completed, 1 rolled back (traffic back on the source, read back), 2 invalid input, a bad journal line or
-    cannot start, 3 the rollback could not be applied or verified (stderr says what share the destination still has)."""
+    cannot start, 3 the rollback could not be applied or verified (stderr says what share the destination still has).
+    --json: the progress goes to stderr and stdout holds the outcome (result, steps done, the destination's share,
+    the journal)."""
     import yaml
 
     from components.migration import drivers, traffic as traffic_mod
-    from components.migration.journal import Journal, JournalCorrupt, JournalLocked, StackLocked, StackLocks
+    from components.migration.journal import Journal, JournalCorrupt, JournalLocked, RunState, StackLocked, StackLocks
     from components.migration.plan import STRATEGIES, plan_migration
     from components.migration.prom import Prometheus, PrometheusError
     from components.migration.runner import (MigrationRun, RunConfig, golden_plan, golden_source_urls,
@@ -504,10 +503,10 @@ def migrate_run(
 
     def fail(message: str) -> None:
         sys.stderr.write(f"error: {message}\n")
-        raise typer.Exit(2)
+        raise typer.Exit(EXIT_INVALID_INPUT)
 
     if strategy is not None and strategy not in STRATEGIES:
-        _fail_spec(SpecError([Problem("--strategy", f"{strategy!r} is not allowed{suggestion(strategy, STRATEGIES)}; "
+        fail_spec(SpecError([Problem("--strategy", f"{strategy!r} is not allowed{suggestion(strategy, STRATEGIES)}; "
                                       f"allowed: {', '.join(STRATEGIES)}")], "migrate run"))
     if driver_name not in drivers.DRIVERS:
         fail(f"--driver {driver_name!r}: allowed: {', '.join(drivers.DRIVERS)}")
@@ -517,10 +516,12 @@ def migrate_run(
         settings = yaml.safe_load(traffic_file.read_text())
     except (OSError, yaml.YAMLError) as e:
         fail(f"--traffic {traffic_file}: {e}")
+    # --from/--to, like --stack, take a stack name or a Pulumi.<name>.yaml path.
+    (source, src_dir), (destination, stacks_dir) = stack_ref(source, stacks_dir, "--from"), stack_ref(destination, stacks_dir, "--to")
     try:
-        src, dst = load_stack(source, stacks_dir), load_stack(destination, stacks_dir)
+        src, dst = load_stack(source, src_dir), load_stack(destination, stacks_dir)
     except SpecError as error:
-        _fail_spec(error)
+        fail_spec(error)
     journal = Journal(journal_path or paths.REPO_ROOT / "build" / "migrations" / f"{source}-to-{destination}.jsonl")
     # One lock per stack (both of the pair), whatever the journal: two runs never share a split.
     stack_locks = StackLocks((source, destination), journal.path)
@@ -566,7 +567,8 @@ def migrate_run(
                                          lambda manifests: driver.apply(destination, manifests), fallback,
                                          read=lambda: driver.read(destination))
 
-    say = lambda line: out.print(line, markup=False, highlight=False)  # noqa: E731
+    messages = console(as_json)
+    say = lambda line: messages.print(line, markup=False, highlight=False)  # noqa: E731
     install_interrupt_handler(journal, say)
     runner = MigrationRun(journal, driver, make_traffic, Prometheus(prometheus),
                           RunConfig(hold_scale=hold_scale, eval_interval_s=eval_interval, api_key=api_key,
@@ -582,14 +584,24 @@ def migrate_run(
         journal.unlock()
         stack_locks.release()
     say(f"journal: {journal.path}")
+    if as_json:
+        state = RunState.read(journal.records())
+        finished = (state.finished or {}).get("result")
+        emit_json({"source": source, "destination": destination,
+                   "strategy": (state.start or {}).get("plan", {}).get("strategy"), "exit_code": code,
+                   "result": finished or ("rollback_unverified" if code == 3 else None),
+                   "steps_done": sorted(state.steps_done),
+                   "destination_percent": 0 if state.rollback_verified or not state.current else state.current["percent"],
+                   "rollback": state.rollback, "rollback_verified": state.rollback_verified is not None,
+                   "journal": str(journal.path), "resumed": resume})
     if code:
         raise typer.Exit(code)
 
 
 @app.command()
 def bench(
-    stack: Optional[str] = typer.Option(None, "--stack", "-s", help="Load-test this stack's gateway (URL, first model, SLO from the stack file)"),
-    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    stack: optional_stack_option("Load-test this stack's gateway (URL, first model, SLO from the stack file)") = None,
+    stacks_dir: StacksDirOption = paths.STACKS_DIR,
     endpoint: Optional[str] = typer.Option(None, "--endpoint", help="Base URL of any OpenAI-compatible API, e.g. http://host:8000"),
     model: Optional[str] = typer.Option(None, "--model", help="Model name to send (default with --stack: the first model's served name)"),
     api_key: Optional[str] = typer.Option(None, "--api-key", envvar="TIERSCALE_API_KEY", show_default=False,
@@ -612,19 +624,27 @@ def bench(
     tpot_p99_ms: Optional[float] = typer.Option(None, "--tpot-p99-ms", help="Gate: TPOT p99 at most this (default: the stack's SLO)"),
     max_error_rate: Optional[float] = typer.Option(None, "--max-error-rate", help="Gate: error rate at most this fraction (default 1 - availability, or 0.01)"),
     stop_error_rate: Optional[float] = typer.Option(None, "--stop-error-rate", help="Stop the run (and fail) once the error rate exceeds this fraction"),
-    json_path: Optional[Path] = typer.Option(None, "--json", help="Write the results as JSON to this file"),
+    as_json: JsonOption = False,
+    json_path: Optional[Path] = typer.Option(None, "--out", help="Also write the report (the --json document) to this file",
+                                             show_default=False),
     seed: int = typer.Option(0, "--seed", help="Seed for arrivals and synthetic prompts"),
     timeout_s: float = typer.Option(300.0, "--timeout", help="Seconds one request may take"),
 ) -> None:
-    """Load-test an OpenAI-compatible endpoint: TTFT, TPOT, ITL, E2E, throughput, goodput, SLO gates."""
+    """Load-test an OpenAI-compatible endpoint: TTFT, TPOT, ITL, E2E, throughput, goodput, SLO gates.
+
+    --json prints the report (one run's summary, or {"runs": [...], "pass": ...}) on stdout, the tables and
+    progress on stderr; --out FILE writes the same document to a file (`--json FILE` is its deprecated spelling)."""
     from components.bench.command import Options, execute
 
+    if stack is not None:
+        stack, stacks_dir = stack_ref(stack, stacks_dir)
     code = execute(Options(
         stack=stack, stacks_dir=stacks_dir, endpoint=endpoint, model=model, api_key=api_key, insecure=insecure, rate=rate,
         burstiness=burstiness, concurrency=concurrency, duration=duration, requests=requests, prompt_tokens=prompt_tokens,
         output_tokens=output_tokens, dataset=dataset, time_scale=time_scale, warmup=warmup, scenario=scenario, sweep=sweep,
         ttft_p99_ms=ttft_p99_ms, tpot_p99_ms=tpot_p99_ms, max_error_rate=max_error_rate, stop_error_rate=stop_error_rate,
-        json_path=json_path, report_dir=report_dir, seed=seed, timeout_s=timeout_s), out, err)
+        json_path=json_path, as_json=as_json, report_dir=report_dir, seed=seed, timeout_s=timeout_s),
+        console(as_json), err)
     if code:
         raise typer.Exit(code)
 
@@ -633,17 +653,22 @@ def bench(
 @app.command()
 def up(
     local: bool = typer.Option(False, "--local", help="Run the stack on this machine: vLLM CPU build, nginx gateway, Prometheus (no Docker, no GPU)"),
-    stack: str = typer.Option("local-demo", "--stack", "-s", help="A small-tier stack with the nginx gateway"),
-    stacks_dir: Path = typer.Option(paths.STACKS_DIR, "--stacks-dir", help="Directory of stack files"),
+    stack: StackOption = "local-demo",
+    stacks_dir: StacksDirOption = paths.STACKS_DIR,
     model: str = typer.Option("tiny", "--model", envvar="TIERSCALE_DEMO_MODEL", help="tiny (generated, offline) | hf (the stack's Hugging Face repo, downloaded)"),
     replicas: Optional[int] = typer.Option(None, "--replicas", min=1, help="vLLM processes per model (default: the stack's replicas)"),
     port: Optional[int] = typer.Option(None, "--port", help="Gateway port on 127.0.0.1 (default: the stack's gateway.port)"),
     prometheus_port: int = typer.Option(9090, "--prometheus-port", help="Prometheus port on 127.0.0.1 (0: no Prometheus)"),
     detach: bool = typer.Option(False, "--detach", help="Return once it answers and leave it running (stop: tierscale down --local)"),
     timeout: Optional[float] = typer.Option(None, "--timeout", help="Seconds the replicas may take to load (default 900; 1800 with --model hf)"),
+    as_json: JsonOption = False,
 ) -> None:
-    """Bring a stack up. Only --local is implemented here; deploy to real hosts with `pulumi up`.
-    The API key is $TIERSCALE_API_KEY, else a generated one printed once (docs/getting-started/try-without-gpu.md)."""
+    """Bring a stack up on this machine (--local; real hosts: `pulumi up`).
+
+    A small-tier stack with the nginx gateway, default local-demo. Only --local is implemented
+    here; deploy to real hosts with `pulumi up`. The API key is $TIERSCALE_API_KEY, else a generated one printed once
+    (docs/getting-started/try-without-gpu.md). --json: once it answers, stdout gets the URLs and the key's file;
+    progress and the banner go to stderr."""
     import signal as _signal
     import time
 
@@ -652,7 +677,9 @@ def up(
     if not local:
         err.print("tierscale up deploys only with --local (this machine); for real hosts run `pulumi up --stack <name>`")
         raise typer.Exit(2)
-    say = lambda line: (sys.stdout.write(line + "\n"), sys.stdout.flush())  # noqa: E731
+    stack, stacks_dir = stack_ref(stack, stacks_dir)
+    say = lambda line: ((sys.stderr if as_json else sys.stdout).write(line + "\n"),  # noqa: E731
+                        (sys.stderr if as_json else sys.stdout).flush())
     stopping: list[int] = []
 
     def on_signal(signum, _frame):
@@ -671,10 +698,17 @@ def up(
         say("stopped before it was up (every process it started is gone)")
         raise typer.Exit(130)
     except SpecError as e:
-        _fail_spec(e)
+        fail_spec(e)
     say(runner.banner())
     say(f"(up in {timings['first_completion']:.0f} s: replicas answering after {timings['replicas']:.0f} s; "
         f"first completion: {runner.first_reply!r})")
+    if as_json:
+        emit_json({"stack": stack, "url": runner.url, "base_url": f"{runner.url}/v1",
+                   "models": [m.served_model_name for m in runner.stack.models], "replicas": len(runner.replica_procs),
+                   "api_key_file": str(runner.workdir / "api-key"), "api_key_generated": runner.generated_key,
+                   "prometheus": runner.prometheus.url if runner.prometheus else None,
+                   "logs": str(runner.workdir / "logs"), "timings_s": timings, "detached": detach,
+                   "stop": ["tierscale", "down", "--local", "--stack", stack]})
     if detach:
         return
     try:
@@ -692,15 +726,25 @@ def up(
 @app.command()
 def down(
     local: bool = typer.Option(False, "--local", help="Stop what `tierscale up --local` started"),
-    stack: str = typer.Option("local-demo", "--stack", "-s", help="The stack given to up --local"),
+    stack: StackOption = "local-demo",
+    stacks_dir: StacksDirOption = paths.STACKS_DIR,
+    as_json: JsonOption = False,
 ) -> None:
-    """Stop a stack. Only --local is implemented here (tear real hosts down with `pulumi destroy`)."""
+    """Stop what `tierscale up --local` started (real hosts: `pulumi destroy`).
+
+    The stack given to up --local, default local-demo. Only --local is implemented here (tear real
+    hosts down with `pulumi destroy`)."""
     from components.local.runner import stop_recorded
 
     if not local:
         err.print("tierscale down stops only --local runs; for real hosts run `pulumi destroy --stack <name>`")
         raise typer.Exit(2)
+    stack, _ = stack_ref(stack, stacks_dir)
     state = stop_recorded(paths.REPO_ROOT / "build" / "local" / stack)
+    if as_json:
+        emit_json({"stack": stack, "was_running": state is not None,
+                   "stopped_groups": sorted((state or {}).get("groups", {})), "killed": (state or {}).get("killed") or []})
+        return
     if state is None:
         sys.stdout.write(f"{stack}: nothing running locally\n")
         return
@@ -711,7 +755,31 @@ def down(
 add_exit_code_epilog(app)  # after every command is registered: each help ends with the exit codes
 
 
+def _deprecated_bench_json_path(argv: list[str]) -> list[str]:
+    """`bench --json FILE` (before --json became a flag everywhere) still writes FILE: read as `--out FILE`,
+    with a deprecation warning. bench takes no positional argument, so a word after --json can only be that path."""
+    if argv[:1] != ["bench"]:
+        return argv
+    fixed, i = [], 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--json="):
+            arg, following = "--json", [arg[len("--json="):]]
+        else:
+            following = argv[i + 1:i + 2]
+        if arg == "--json" and following and following[0] and not following[0].startswith("-"):
+            sys.stderr.write(f"warning: `bench --json {following[0]}` is deprecated: --json is a flag that prints the "
+                             f"report on stdout; write the file with `--out {following[0]}`\n")
+            fixed += ["--out", following[0]]
+            i += 1 if argv[i].startswith("--json=") else 2
+            continue
+        fixed.append(argv[i])
+        i += 1
+    return fixed
+
+
 def main() -> None:
+    sys.argv[1:] = _deprecated_bench_json_path(sys.argv[1:])
     try:
         app()
     except SpecError as error:  # raised outside a command's own handler

@@ -65,6 +65,11 @@ VerboseOption = Annotated[bool, typer.Option("--verbose", "-v", help="Show the d
 DEFAULT_STACKS_DIR = paths.STACKS_DIR
 
 
+def optional_stack_option(what: str):
+    """`--stack/-s NAME|FILE` for a command where a stack is optional: `what` says what it does with one."""
+    return Annotated[Optional[str], typer.Option("--stack", "-s", help=f"{what}. {STACK_HELP}", show_default=False)]
+
+
 def out_option(help: str):
     """`--out DIR`; each command says what it writes there and its default."""
     return Annotated[Optional[Path], typer.Option("--out", help=help, show_default=False)]
@@ -78,6 +83,14 @@ def fail_spec(error: SpecError) -> NoReturn:
     rich: messages must not be re-wrapped mid key path."""
     sys.stderr.write(error.render() + "\n")
     raise typer.Exit(EXIT_INVALID_INPUT)
+
+
+def print_findings(resolved) -> None:
+    """A resolved stack's capacity/SLO warnings (fatal under validate --strict), then its notes: stderr."""
+    for warning in resolved.warnings:
+        sys.stderr.write(f"warning: {warning}\n")
+    for note in resolved.notes:
+        sys.stderr.write(f"note: {note}\n")
 
 
 def fail_usage(option: str, message: str) -> NoReturn:
@@ -119,9 +132,10 @@ def emit_json(document: Any) -> None:
     sys.stdout.flush()
 
 
-def console() -> Console:
-    """A console for this call (reads COLUMNS now, writes to the current sys.stdout)."""
-    return Console(highlight=False)
+def console(as_json: bool = False) -> Console:
+    """A console for this call (reads COLUMNS now, writes to the current sys.stdout). Under --json,
+    stdout holds only the document: the console writes the command's messages to stderr."""
+    return Console(highlight=False, stderr=as_json)
 
 
 def table(title: Optional[str], *columns: str, right: tuple[str, ...] = ()) -> Table:

@@ -45,7 +45,8 @@ class Options:
     tpot_p99_ms: Optional[float] = None
     max_error_rate: Optional[float] = None
     stop_error_rate: Optional[float] = None
-    json_path: Optional[Path] = None
+    json_path: Optional[Path] = None        # --out FILE: the report document, written to a file
+    as_json: bool = False                   # --json: the report document on stdout (`out` is then stderr)
     report_dir: Optional[Path] = None
     seed: int = 0
     timeout_s: float = 300.0
@@ -285,8 +286,13 @@ def execute(opts: Options, out: Console, err: Console) -> int:
         written = write_sweep_report(report_dir, summaries, {"endpoint": endpoint.base_url, "model": model,
                                                              "dataset": datasets[0].name})
         out.print(f"report: {', '.join(str(p) for p in written)}", markup=False, highlight=False)
+    document = summaries[0] if len(summaries) == 1 else {"runs": summaries, "pass": passed}
     if opts.json_path:
-        write_json(opts.json_path, summaries[0] if len(summaries) == 1 else {"runs": summaries, "pass": passed})
+        write_json(opts.json_path, document)
         out.print(f"wrote {opts.json_path}", markup=False, highlight=False)
     out.print("[green]all SLO gates hold[/]" if passed else "[red]SLO gate failed or run stopped[/]")
+    if opts.as_json:
+        from components.cli_options import emit_json
+
+        emit_json(document)
     return 0 if passed else 1

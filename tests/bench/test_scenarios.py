@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from components.bench import scenarios
-from tests.spec.in_process import run_in_process
+from tests.support.in_process import run_in_process
 
 GOOD = "scenarios:\n  - name: a\n    concurrency: 4\n    requests: 10\n"
 

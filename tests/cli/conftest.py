@@ -1,5 +1,5 @@
 """CLI convention tests: every run goes through components.cli:main in this process
-(tests/spec/in_process.py), at a fixed terminal width unless a test sets another."""
+(tests/support/in_process.py), at a fixed terminal width unless a test sets another."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from tests.spec.in_process import run_in_process
+from tests.support.in_process import run_in_process
 
 
 @pytest.fixture

@@ -58,7 +58,7 @@ def test_shared_tables_fold_headers_and_cells_at_80_columns():
 
 @pytest.fixture(scope="module")
 def rendered(tmp_path_factory):
-    from tests.spec.in_process import run_in_process
+    from tests.support.in_process import run_in_process
 
     out = tmp_path_factory.mktemp("render") / "small-dev"
     mp = pytest.MonkeyPatch()

@@ -92,7 +92,9 @@ def test_table_output_shows_price_date_tier_reason_and_alternatives():
 def test_stack_comparison():
     proc = run_cli("plan", "--stack", "small-dev", "--json")
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(proc.stdout)
+    doc = json.loads(proc.stdout)
+    assert isinstance(doc, dict) and doc["stack"] == "small-dev"  # one object, like every --json
+    rows = doc["models"]
     assert rows and {"configured", "optimum", "warnings"} <= set(rows[0])
 
 

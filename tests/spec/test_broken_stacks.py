@@ -2,7 +2,7 @@
 
 Every case must exit 2, name its key, print no traceback and write nothing. The cases run in
 this process through the console script's own entry (`components.cli:main`, see
-tests/spec/in_process.py): a subprocess per case spent ~2 s importing before doing anything.
+tests/support/in_process.py): a subprocess per case spent ~2 s importing before doing anything.
 The cases listed in SUBPROCESS also run as a real `tierscale render` process, proving that the
 installed command behaves exactly as the in-process entry does.
 """
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from tests.conftest import run_cli
-from tests.spec.in_process import run_in_process
+from tests.support.in_process import run_in_process
 
 CORPUS = yaml.safe_load((Path(__file__).parent / "broken_stacks.yaml").read_text())
 CASES = {c["id"]: c for c in CORPUS["cases"]}

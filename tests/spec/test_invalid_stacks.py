@@ -10,7 +10,7 @@ import copy
 
 import yaml
 
-from tests.spec.in_process import run_in_process as run_cli
+from tests.support.in_process import run_in_process as run_cli
 
 BASE = {
     "tierscale:tier": "small",
