@@ -16,7 +16,7 @@ Implementations:
   drives the Pulumi CLI, so without `pulumi` on PATH every call fails with `DriverError` naming
   the missing CLI; nothing is pretended.
 - `LocalStubDriver`: for rehearsals and CI. "Deploys" a stack as OpenAI-stub processes on
-  127.0.0.1 (tests/support/openai_stub.py, vLLM's metric names), one per replica (capped),
+  127.0.0.1 (components/migration/stub_replica.py, vLLM's metric names), one per replica (capped),
   detached so they outlive the run (as a real deployment would), recorded in a state file so
   `up` is idempotent, and written as a Prometheus file_sd target list (`targets.json`) with
   the configured labels so the gates' selectors find them.
@@ -146,7 +146,7 @@ def _alive(pid: int) -> bool:
     return True
 
 
-STUB = paths.REPO_ROOT / "tests" / "support" / "openai_stub.py"
+STUB = Path(__file__).with_name("stub_replica.py")
 
 
 @dataclass

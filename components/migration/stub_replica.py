@@ -1,5 +1,7 @@
 #!/usr/bin/env python3
-"""An OpenAI-compatible stand-in for a vLLM replica, for tests and container stand-in images.
+"""An OpenAI-compatible stand-in for a vLLM replica: the `local-stubs` migration driver's
+replicas (a rehearsal of `tierscale migrate run` without GPUs), and the tests' stand-in
+(tests/support/openai_stub.py is a link to this file; the bare-metal test hosts copy it).
 
 It speaks what the gateway and Prometheus see from vLLM: `/health`, `/v1/models`,
 `/v1/chat/completions` and `/v1/completions` (streamed as server-sent events or not),
