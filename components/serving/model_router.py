@@ -16,6 +16,12 @@ What the gateway enforces (docs/security.md):
     the normalized path, never the client's raw request line;
   - retries on another replica before the first response byte, passive health, and (when a
     health file from `templates/gateway/health_prober.sh` is configured) active health.
+
+Affinity (`models[].routing.affinity`, docs/gateway.md#affinity): njs computes a key (session
+or prompt prefix) into `$tierscale_affinity_key` and hands the request to the model's twin
+upstream `<upstream>__aff` (`hash $tierscale_affinity_key consistent`, `max_conns` = the load
+bound), whose location falls back to the least_conn upstream when no replica of the ring can
+take it (nginx's own 502: all down or full).
 """
 
 from __future__ import annotations
@@ -76,6 +82,10 @@ READY_PATH = "/gateway/ready"
 # vLLM's own 401 (AuthenticationMiddleware, vllm/entrypoints/openai/server_utils.py):
 # JSONResponse(content={"error": "Unauthorized"}, status_code=401).
 UNAUTHORIZED_BODY = '{"error":"Unauthorized"}'
+# The twin upstream of an affinity model (and of each of its health variants).
+AFFINITY_SUFFIX = "__aff"
+# Header a client names its session with (affinity session/prefix), besides the body's `user`.
+SESSION_HEADER = "X-Session-Id"
 
 
 def router_js() -> str:
@@ -124,7 +134,30 @@ def variants(upstream: str, n: int) -> list[tuple[str, list[int]]]:
             for size in sizes for out in itertools.combinations(range(n), size)]
 
 
-def routes(stack: ResolvedStack, servers_by_model: Optional[dict[str, list[str]]] = None) -> dict:
+def affinity_models(stack: ResolvedStack, servers_by_model: dict[str, list[str]],
+                    weights_by_model: Optional[dict[str, list[int]]] = None) -> dict[str, dict]:
+    """upstream -> {"mode", "chars"} for the models whose requests are pinned by affinity: those
+    with `routing.affinity` set and two or more replicas behind the gateway, and no weighted
+    split in progress (a migration's shares stay exact)."""
+    out = {}
+    for m in stack.models:
+        routing = m.spec.routing
+        if routing.affinity == "none" or len(servers_by_model.get(m.name, [])) < 2:
+            continue
+        if (weights_by_model or {}).get(m.name) is not None:
+            continue
+        out[upstream_name(m.name)] = {"mode": routing.affinity, "chars": routing.prefix_chars}
+    return out
+
+
+def load_bound(model) -> int:
+    """max_conns of each replica in the affinity upstream: the stack's bound, else maxNumSeqs (more
+    in flight would wait in the replica's queue anyway)."""
+    return model.spec.routing.load_bound or model.spec.max_num_seqs
+
+
+def routes(stack: ResolvedStack, servers_by_model: Optional[dict[str, list[str]]] = None,
+           affinity: Optional[dict[str, dict]] = None) -> dict:
     """Served model name -> upstream, the default (first) model for a body without one, and
     (with servers) each upstream's servers and health variants."""
     table: dict[str, Any] = {"default": upstream_name(stack.models[0].name),
@@ -133,6 +166,8 @@ def routes(stack: ResolvedStack, servers_by_model: Optional[dict[str, list[str]]
         table["servers"] = {upstream_name(m.name): servers_by_model[m.name] for m in stack.models}
         table["variants"] = [name for m in stack.models
                              for name, _ in variants(upstream_name(m.name), len(servers_by_model[m.name]))]
+    if affinity:
+        table["affinity"] = affinity
     return table
 
 
@@ -169,12 +204,22 @@ def upstream_blocks(stack: ResolvedStack, servers_by_model: dict[str, list[str]]
         if weights is not None and len(weights) != len(servers):
             raise ValueError(f"model {m.name}: {len(weights)} weights for {len(servers)} servers")
         name = upstream_name(m.name)
-        blocks.append({"upstream": name, "servers": servers, "weights": weights, "zone_kb": 256})
+        pinned = name in affinity_models(stack, servers_by_model, weights_by_model)
+        own = [{"upstream": name, "servers": servers, "weights": weights, "zone_kb": 256}]
         if health:
             for vname, out in variants(name, len(servers)):
                 keep = [i for i in range(len(servers)) if i not in out]
-                blocks.append({"upstream": vname, "servers": [servers[i] for i in keep],
-                               "weights": [weights[i] for i in keep] if weights else None, "zone_kb": 64})
+                own.append({"upstream": vname, "servers": [servers[i] for i in keep],
+                            "weights": [weights[i] for i in keep] if weights else None, "zone_kb": 64})
+        for b in own:
+            b.update(hash=False, max_conns=None, fallback=None)
+        blocks += own
+        if pinned:
+            # Each block's affinity twin: the same servers on a consistent-hash ring (the ring's
+            # points come from the server addresses, so a variant without a replica moves only
+            # that replica's keys), each capped at the load bound.
+            blocks += [{**b, "upstream": b["upstream"] + AFFINITY_SUFFIX, "hash": True, "max_conns": load_bound(m),
+                        "fallback": b["upstream"]} for b in own]
     return blocks
 
 
@@ -202,7 +247,9 @@ def nginx_conf(stack: ResolvedStack, name: str, servers_by_model: dict[str, list
                 for m in stack.models for i, s in enumerate(servers_by_model[m.name])],
         ready_probes=json.dumps([f"{upstream_name(m.name)}/{i}" for m in stack.models
                                  for i in range(len(servers_by_model[m.name]))], separators=(",", ":")),
-        routes=_config_string(routes(stack, servers_by_model if health_file else None)),
+        routes=_config_string(routes(stack, servers_by_model if health_file else None,
+                                     affinity_models(stack, servers_by_model, weights_by_model))),
+        affinity=bool(affinity_models(stack, servers_by_model, weights_by_model)),
         cards=_config_string(model_cards(stack)),
         allowed_paths=ALLOWED_PATHS,
         health_path=HEALTH_PATH,

@@ -276,6 +276,19 @@ class KvCacheSpec(SpecModel):
     remote: Optional[KvRemoteTier] = Field(default=None, description="L4: a store shared by the model's replicas.")
 
 
+class ModelRouting(SpecModel):
+    affinity: Literal["none", "session", "prefix"] = Field(
+        default="none", description="nginx gateway: pin requests to a replica by consistent hashing, so vLLM's prefix "
+        "cache is reused. session: the `X-Session-Id` header or the body's `user`; prefix: the session key when there "
+        "is one, else the prompt's start (system prompt + first user message; `prompt`). Down or full replicas spill "
+        "to the next on the ring, then to least_conn (docs/gateway.md#affinity).")
+    prefix_chars: PositiveInt = Field(default=1024, le=65536, description="Characters of the prompt's start hashed "
+                                      "for affinity: prefix.")
+    load_bound: Optional[PositiveInt] = Field(default=None, le=100_000, description="Requests in flight on one "
+                                              "replica through affinity before its keys spill to the next replica on "
+                                              "the ring (nginx max_conns, shared by every worker); default: maxNumSeqs.")
+
+
 class ModelSpec(SpecModel):
     id: str = Field(
         min_length=1,
@@ -323,6 +336,8 @@ class ModelSpec(SpecModel):
     max_surge: PositiveInt = Field(
         default=1, description="Extra replicas a rolling update may start (maxUnavailable is always 0)."
     )
+    routing: ModelRouting = Field(default_factory=ModelRouting, description="Replica choice within the model at the "
+                                  "nginx gateway: session or prompt-prefix affinity (default: least_conn).")
 
 
 # --- platform sections -------------------------------------------------------------------

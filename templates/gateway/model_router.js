@@ -16,7 +16,8 @@ var crypto = require('crypto');
 var fs = require('fs');
 
 // $tierscale_routes: {"default": "<upstream>", "models": {"<served name>": "<upstream>", ...},
-//                     "servers": {"<upstream>": ["host:port", ...]}, "variants": ["<upstream>__x0", ...]}
+//                     "servers": {"<upstream>": ["host:port", ...]}, "variants": ["<upstream>__x0", ...],
+//                     "affinity": {"<upstream>": {"mode": "session"|"prefix", "chars": N}}}
 function table(r) {
     return JSON.parse(r.variables.tierscale_routes);
 }
@@ -67,9 +68,8 @@ function authorized(r) {
 
 // --- routing ------------------------------------------------------------------------------
 
-// The body's `model`, or undefined when there is none to read (empty, not JSON, not a
-// string): those requests keep going to the default model, where vLLM answers them itself.
-function bodyModel(r) {
+// The parsed body, or undefined when there is none to read (empty, not JSON, not an object).
+function bodyJson(r) {
     var text;
     try {
         text = r.requestText;
@@ -80,11 +80,71 @@ function bodyModel(r) {
         return undefined;
     }
     try {
-        var model = JSON.parse(text).model;
-        return typeof model === 'string' ? model : undefined;
+        var body = JSON.parse(text);
+        return body !== null && typeof body === 'object' ? body : undefined;
     } catch (e) {
         return undefined;
     }
+}
+
+// The body's `model`, or undefined when there is none (no body, not a string): those requests
+// keep going to the default model, where vLLM answers them itself.
+function bodyModel(body) {
+    return body && typeof body.model === 'string' ? body.model : undefined;
+}
+
+// --- affinity -----------------------------------------------------------------------------
+
+// A message's text: a string, or the text parts of an OpenAI content array.
+function contentText(content) {
+    if (typeof content === 'string') {
+        return content;
+    }
+    var out = '';
+    if (Array.isArray(content)) {
+        for (var i = 0; i < content.length; i++) {
+            if (content[i] && typeof content[i].text === 'string') {
+                out += content[i].text;
+            }
+        }
+    }
+    return out;
+}
+
+// The prompt's start, as vLLM will see it first: the system (and developer) messages that open
+// a chat plus its first user message; the completion `prompt` (its first element when a list).
+// Every later turn of a chat starts the same way, so it lands where the earlier turns did.
+function promptStart(body, chars) {
+    var text = '';
+    if (Array.isArray(body.messages)) {
+        for (var i = 0; i < body.messages.length && text.length < chars; i++) {
+            var m = body.messages[i] || {};
+            text += (m.role || '') + '\n' + contentText(m.content) + '\n';
+            if (m.role !== 'system' && m.role !== 'developer') {
+                break;
+            }
+        }
+    } else if (body.prompt !== undefined) {
+        var p = Array.isArray(body.prompt) ? body.prompt[0] : body.prompt;
+        text = typeof p === 'string' ? p : (Array.isArray(p) ? p.join(',') : '');
+    } else if (typeof body.input === 'string') {
+        text = body.input;
+    }
+    return text.slice(0, chars);
+}
+
+// The affinity key of a request, or '' for none (then least_conn): a session (the
+// X-Session-Id header, else the body's `user`) for both modes; for prefix, else the prompt's
+// start. Hashed, so no prompt text goes further than this function.
+function affinityKey(r, body, rule) {
+    var key = r.headersIn['X-Session-Id'] || (body && typeof body.user === 'string' ? body.user : '');
+    if (key) {
+        key = 's:' + key;
+    } else if (rule.mode === 'prefix' && body) {
+        var start = promptStart(body, rule.chars);
+        key = start ? 'p:' + start : '';
+    }
+    return key ? crypto.createHash('md5').update(key).digest('hex') : '';
 }
 
 // Active health: health_prober.sh writes `<upstream> <server>` lines for the replicas whose
@@ -139,7 +199,8 @@ function modelsUri(upstream) {
 // after authentication) before this runs.
 function route(r) {
     var routes = table(r);
-    var model = bodyModel(r);
+    var body = bodyJson(r);
+    var model = bodyModel(body);
     var upstream;
     if (model === undefined) {
         upstream = routes['default'];
@@ -151,7 +212,16 @@ function route(r) {
             'invalid_request_error', 'model', 'model_not_found'));
         return;
     }
-    r.internalRedirect('@' + healthy(r, routes, upstream));
+    var target = healthy(r, routes, upstream);
+    if (routes.affinity && has(routes.affinity, upstream)) {
+        var key = affinityKey(r, body, routes.affinity[upstream]);
+        if (key) {
+            // The affinity twin of the healthy upstream: the key's replica on the ring.
+            r.variables.tierscale_affinity_key = key;
+            target += '__aff';
+        }
+    }
+    r.internalRedirect('@' + target);
 }
 
 // location = /v1/models : every served model, in vLLM's own shape, from each model's replicas
