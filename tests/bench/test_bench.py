@@ -71,7 +71,7 @@ def test_measured_ttft_and_tpot_percentiles_match_the_injected_distribution(stub
     out = tmp_path / "run.json"
     r = bench("--endpoint", stub.url + "/v1", "--model", "stub-model", "--concurrency", "24", "--requests", "150",
               "--prompt-tokens", "32", "--output-tokens", "10", "--warmup", "4",
-              "--ttft-p99-ms", "1000", "--tpot-p99-ms", "200", "--json", str(out))
+              "--ttft-p99-ms", "1000", "--tpot-p99-ms", "200", "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(out.read_text())
     assert (data["requests"], data["completed"], data["errors"], data["error_rate"]) == (150, 150, 0, 0.0)
@@ -100,7 +100,7 @@ def test_injected_errors_show_in_error_rate_and_flip_the_exit_code(stub_factory,
     out = tmp_path / "run.json"
     before = stub.stats()["errors"]
     r = bench("--endpoint", stub.url, "--model", "stub-model", "--concurrency", "8", "--requests", "200",
-              "--output-tokens", "4", "--json", str(out), env={"TIERSCALE_API_KEY": key})
+              "--output-tokens", "4", "--out", str(out), env={"TIERSCALE_API_KEY": key})
     assert r.returncode == 1, r.stdout + r.stderr
     injected = stub.stats()["errors"] - before
     data = json.loads(out.read_text())
@@ -111,7 +111,7 @@ def test_injected_errors_show_in_error_rate_and_flip_the_exit_code(stub_factory,
     assert key not in r.stdout + r.stderr + out.read_text()  # the API key is never printed
     # the same errors under a 50% budget: exit 0
     r = bench("--endpoint", stub.url, "--model", "stub-model", "--concurrency", "8", "--requests", "60",
-              "--output-tokens", "4", "--max-error-rate", "0.5", "--json", str(out), env={"TIERSCALE_API_KEY": key})
+              "--output-tokens", "4", "--max-error-rate", "0.5", "--out", str(out), env={"TIERSCALE_API_KEY": key})
     assert r.returncode == 0, r.stdout + r.stderr
     assert 0 < json.loads(out.read_text())["error_rate"] <= 0.5
 
@@ -121,7 +121,7 @@ def test_whitepaper_stress_test_stops_on_its_error_condition(stub_factory, tmp_p
     out = tmp_path / "stress.json"
     # the shipped plan's stress_test (stop when errors > 1%), scaled down to 40 users for 30 s
     r = bench("--endpoint", stub.url, "--model", "stub-model", "--scenario", "whitepaper:stress_test",
-              "--concurrency", "40", "--duration", "30", "--output-tokens", "4", "--warmup", "0", "--json", str(out))
+              "--concurrency", "40", "--duration", "30", "--output-tokens", "4", "--warmup", "0", "--out", str(out))
     assert r.returncode == 1, r.stdout + r.stderr
     data = json.loads(out.read_text())
     assert data["name"] == "stress_test"
@@ -146,7 +146,7 @@ def test_trace_replay_keeps_arrival_times_and_sizes(stub_factory, tmp_path):
     out = tmp_path / "trace.json"
     before = stub.stats()["tokens"]
     r = bench("--endpoint", stub.url, "--model", "stub-model", "--dataset", str(trace), "--time-scale", "10",
-              "--json", str(out))
+              "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(out.read_text())
     generated = sum(int(row["GeneratedTokens"]) for row in rows)
@@ -167,7 +167,7 @@ def test_sharegpt_dataset_and_sweep_report(stub_factory, tmp_path):
     out = tmp_path / "sweep.json"
     report = tmp_path / "report"
     r = bench("--endpoint", stub.url, "--model", "stub-model", "--dataset", str(sharegpt), "--sweep", "10,40",
-              "--requests", "12", "--report", str(report), "--json", str(out))
+              "--requests", "12", "--report", str(report), "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     data = json.loads(out.read_text())
     assert [run["offered_rate"] for run in data["runs"]] == [10.0, 40.0] and data["pass"] is True
@@ -211,7 +211,7 @@ def test_stack_supplies_endpoint_model_and_slo(stub_factory, tmp_path):
 """)
     out = tmp_path / "stack.json"
     r = bench("--stack", "bench-probe", "--stacks-dir", str(stacks), "--concurrency", "4", "--requests", "12",
-              "--output-tokens", "3", "--json", str(out))
+              "--output-tokens", "3", "--out", str(out))
     assert r.returncode == 1, r.stdout + r.stderr  # nothing answers in 1 ms
     data = json.loads(out.read_text())
     assert data["endpoint"] == stub.url and data["model"] == "meta-llama/Llama-3.2-3B-Instruct"
@@ -257,7 +257,7 @@ def test_sweep_offers_each_rate_open_loop(stub_factory, tmp_path):
     out = tmp_path / "sweep.json"
     r = bench("--endpoint", stub.url, "--model", "stub-model", "--sweep", "5,10,20", "--duration", "5",
               "--burstiness", "50", "--prompt-tokens", "16", "--output-tokens", "4", "--report", str(tmp_path / "r"),
-              "--json", str(out))
+              "--out", str(out))
     assert r.returncode == 0, r.stdout + r.stderr
     runs = json.loads(out.read_text())["runs"]
     assert [run["offered_rate"] for run in runs] == [5.0, 10.0, 20.0]
@@ -294,7 +294,7 @@ def test_bench_runs_against_a_large_stack(stub_factory, tmp_path):
     stub = stub_factory("--ttft-ms", "5", "--itl-ms", "1")
     out = tmp_path / "large.json"
     r = bench("--stack", "large-prod", "--endpoint", stub.url, "--requests", "4", "--output-tokens", "2",
-              "--json", str(out))
+              "--out", str(out))
     assert r.returncode in (0, 1), r.stdout + r.stderr
     data = json.loads(out.read_text())
     assert data["model"] == "meta-llama/Llama-3.1-70B-Instruct" and data["slo"]["ttft_p99_ms"]["threshold"] == 500

@@ -65,7 +65,7 @@ def test_bench_ttft_and_tpot_agree_with_vllms_own_histograms(pair, gateway, tmp_
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [TIERSCALE, "bench", "--endpoint", gateway.url, "--model", TINY, "--requests", str(REQUESTS),
-         "--concurrency", "4", "--prompt-tokens", "32", "--output-tokens", "32", "--warmup", "0", "--json", str(out)],
+         "--concurrency", "4", "--prompt-tokens", "32", "--output-tokens", "32", "--warmup", "0", "--out", str(out)],
         capture_output=True, text=True, timeout=300, env=dict(os.environ, TIERSCALE_API_KEY=pair[0].api_key))
     after = _snapshot(pair)
     print(done.stdout[-3000:], done.stderr[-2000:])
