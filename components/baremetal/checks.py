@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from components import pins
 from components.facts import gpu_catalog
+from components.serving import versions
 from components.spec import kubernetes_rules
 from components.spec.errors import Problem
 from components.spec.model import BaremetalTarget, StackSpec
@@ -25,6 +27,12 @@ NVSWITCH_BOARD_GPUS = 8
 # (NVIDIA Technical Blog, "NVIDIA Transitions Fully Towards Open-Source GPU Kernel Modules",
 # 2024-07-17). Blackwell is compute capability 10.x and up (the catalog's `compute_capability`).
 OPEN_MODULES_FROM_CAPABILITY = 10
+# The pinned vLLM image (components/pins.yaml images.vllm, v0.32.0) is the CUDA 13.0 build: since
+# v0.20.0 the unsuffixed vllm/vllm-openai image is CUDA 13.0 (vllm-project/vllm#39878, "CUDA 13.0
+# wheels and Docker images are now the unsuffixed default"). NVIDIA's data-center support matrix
+# ("Supported Drivers and CUDA Toolkit Versions") gives R535 and R570 CUDA 12.x at most and R580
+# CUDA 13.x, so every host that runs it needs branch 580 or newer (docs/vllm.md).
+MIN_DRIVER_BRANCH = 580
 
 
 def _address_key(address: str) -> str:
@@ -55,6 +63,11 @@ def problems(spec: StackSpec) -> list[Problem]:
     target = spec.target
     if not isinstance(target, BaremetalTarget):
         return out
+    if int(target.driver_branch) < MIN_DRIVER_BRANCH:
+        out.append(Problem("target.driverBranch", (
+            f"{target.driver_branch!r} is below R{MIN_DRIVER_BRANCH}: the pinned vLLM image ({versions.VLLM_IMAGE}) is "
+            f"built with CUDA 13.0, which needs an NVIDIA driver of branch {MIN_DRIVER_BRANCH} or newer (R535/R570 run "
+            f"CUDA 12.x only); allowed: \"{MIN_DRIVER_BRANCH}\" or a later branch (default \"{pins.DRIVER_BRANCH}\")")))
     catalog = gpu_catalog()
     addresses: dict[str, int] = {}
     if not target.open_kernel_modules:
