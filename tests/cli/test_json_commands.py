@@ -255,7 +255,13 @@ def test_up_json_prints_where_it_runs(tierscale, monkeypatch, tmp_path):
             return f"tierscale {self.name} is up"
 
     monkeypatch.setattr(local, "LocalStack", Stack)
-    proc = tierscale("up", "--local", "--detach", "--stack", "stacks/Pulumi.local-demo.yaml", "--json")
+    import signal
+
+    handler = signal.getsignal(signal.SIGTERM)  # `up` installs its own; this process keeps pytest's
+    try:
+        proc = tierscale("up", "--local", "--detach", "--stack", "stacks/Pulumi.local-demo.yaml", "--json")
+    finally:
+        signal.signal(signal.SIGTERM, handler)
     assert proc.returncode == 0, proc.stderr
     doc = one_json_document(proc)
     assert doc["stack"] == "local-demo" and doc["base_url"] == "http://127.0.0.1:18080/v1" and doc["detached"] is True
@@ -267,6 +273,29 @@ def test_up_json_prints_where_it_runs(tierscale, monkeypatch, tmp_path):
 def test_up_without_local_under_json_leaves_stdout_empty(tierscale):
     proc = tierscale("up", "--json")
     assert proc.returncode == 2 and proc.stdout == ""
+
+
+# --- --stack everywhere -----------------------------------------------------------------------
+
+
+def _stack_commands():
+    from tests.cli.conftest import command_paths
+
+    for path, cmd in command_paths():
+        if any("--stack" in getattr(p, "opts", []) for p in cmd.params):
+            yield pytest.param(path, id=" ".join(path))
+
+
+@pytest.mark.parametrize("path", list(_stack_commands()))
+def test_every_stack_option_takes_a_file_and_refuses_other_files(tierscale, tmp_path, path):
+    """The shared `--stack NAME|FILE` on every command that has one: a file not named
+    Pulumi.<name>.yaml is refused naming --stack (exit 2, stdout empty even under --json)."""
+    assert len(list(_stack_commands())) >= 8  # render validate inventory plan bench migrate-check up down
+    (tmp_path / "stack.yaml").write_text("config: {}\n")
+    local = ("--local",) if path in (("up",), ("down",)) else ()
+    proc = tierscale(*path, *local, "--stack", str(tmp_path / "stack.yaml"), "--json")
+    assert proc.returncode == 2 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr)
+    assert "--stack" in proc.stderr and "Pulumi.<name>.yaml" in proc.stderr, proc.stderr
 
 
 # --- help ---------------------------------------------------------------------------------------
