@@ -4,15 +4,48 @@ small: the one Docker host; kubernetes: `gpuNodes` nodes of `gpu.perNode`; eks: 
 group at `maxSize` (what the autoscaler can reach); baremetal: every host with its own
 `gpuType` (default `gpu.type`) and the models it lists; large (multi-region): every region's
 GPU nodes.
+
+Failure domains (`Node.zone`; placement spreads a model's replicas across zones first, then
+nodes): large: the region (one regional outage takes all its nodes); eks: the availability
+zone, where it is known (`eks_zones`); existing clusters and bare-metal hosts: unknown (None),
+so placement spreads by node only.
 """
 
 from __future__ import annotations
 
+import dataclasses
+from typing import Optional, Sequence
+
 from components.planner import placement
 from components.spec.model import BaremetalTarget, DockerHostTarget, EksTarget, KubernetesTarget, MultiRegionTarget, StackSpec
+from components.spec.resolved import ResolvedModel
 
 
-def fleet_for(spec: StackSpec) -> placement.Fleet:
+def eks_zones(target: EksTarget, nodes: int, models: Optional[Sequence[ResolvedModel]]) -> list[Optional[str]]:
+    """The availability zone of each GPU node of a new EKS cluster (labels `<region>-az<i>`: the
+    real names come from `aws.get_availability_zones` at deploy time, components/medium/eks.py).
+
+    The GPU node group gets one private subnet per AZ (`availabilityZones`), and its Auto
+    Scaling group keeps the instances balanced across them ("Amazon EC2 Auto Scaling attempts to
+    distribute instances evenly between the Availability Zones that are enabled", EC2 Auto
+    Scaling user guide, "Auto Scaling benefits for application architecture"), so node i is in
+    AZ i mod n. With EFA (a multi-node model on an instance type with EFA,
+    components/medium/efa.py) the group is in one cluster placement group, one subnet: one AZ.
+    Before the models resolve (`models` None) that is not known when the type has EFA: None."""
+    from components.medium import efa
+
+    azs = target.availability_zones
+    if efa.interfaces(target.gpu_node_group.instance_type):
+        if models is None:
+            return [None] * nodes
+        if any(m.multi_node for m in models):
+            azs = 1
+    return [f"{target.region}-az{n % azs + 1}" for n in range(nodes)]
+
+
+def fleet_for(spec: StackSpec, models: Optional[Sequence[ResolvedModel]] = None) -> placement.Fleet:
+    """The nodes placement may use. `models` (the resolved models, when known) only refines the
+    failure domains (`eks_zones`), never the nodes or their GPUs."""
     target = spec.target
     if isinstance(target, DockerHostTarget):
         fleet = placement.small_host(spec.gpu.type, spec.gpu.per_node, target.gpu_device_ids, name=target.host,
@@ -24,7 +57,9 @@ def fleet_for(spec: StackSpec) -> placement.Fleet:
     if isinstance(target, EksTarget):
         pool = placement.NodePool("gpu", spec.gpu.type, spec.gpu.per_node, target.gpu_node_group.max_size,
                                   where="target.gpuNodeGroup.maxSize")
-        return placement.Fleet(placement.kubernetes_fleet([pool]).nodes, tier="medium")
+        nodes = placement.kubernetes_fleet([pool]).nodes
+        zones = eks_zones(target, len(nodes), models)
+        return placement.Fleet(tuple(dataclasses.replace(n, zone=z) for n, z in zip(nodes, zones)), tier="medium")
     if isinstance(target, BaremetalTarget):
         hosts = [placement.baremetal_host(h.name, h.gpu_type or spec.gpu.type, h.gpus, h.models,
                                           where=f"target.hosts[{i}]")
@@ -34,8 +69,9 @@ def fleet_for(spec: StackSpec) -> placement.Fleet:
         # large: every region's GPU nodes (`gpuNodes`: the Karpenter limit or the cluster's
         # nodes). This places the planner's total; components/large/checks.py places each
         # region's own replicas on its own nodes.
+        # Each region is a failure domain: its name is its nodes' zone.
         nodes = [placement.Node(f"{r.name}-gpu-{n}", spec.gpu.type, spec.gpu.per_node, pool=f"{r.name}-gpu",
-                                where=f"target.regions[{i}].gpuNodes")
+                                where=f"target.regions[{i}].gpuNodes", zone=r.name)
                  for i, r in enumerate(target.regions) for n in range(r.gpu_nodes)]
         return placement.Fleet(tuple(nodes), tier="large")
     raise AssertionError(target)

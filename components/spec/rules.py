@@ -211,7 +211,8 @@ def resolve(spec: StackSpec, present: set[str], plaintext: set[str], require_sec
         _references(spec, names, problems)
         _served_names(spec, models, names, problems)
         if not problems:
-            result = _place(spec, fleet, models, names, problems)
+            # The same nodes; the resolved models only settle their failure domains (fleet.eks_zones).
+            result = _place(spec, fleet_for(spec, models), models, names, problems)
         if result is not None:
             # Resolution -> placement -> the tier's rules on the resolved models, each once.
             placed = _placed(spec, models, result)
