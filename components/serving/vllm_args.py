@@ -75,18 +75,18 @@ def vllm_serve_args(model: ResolvedModel, port: int = VLLM_PORT) -> list[str]:
 #
 # vLLM has a native multi-node launcher (no Ray needed; Ray is not in the vllm/vllm-openai image
 # per its wheel metadata). Every node of one replica runs the same `vllm serve` command with the
-# same model and parallel sizes, plus (vllm-project/vllm@v0.18.0, unchanged at 0.32.0: the flags
-# vllm/engine/arg_utils.py:1144-1145, --headless vllm/entrypoints/launchers/cli_args.py:435-439,
-# master_port default 29501 vllm/config/parallel.py:316; the LeaderWorkerSet leader and worker
-# lists pass the parser and build at 0.32.0, tests/serving/test_vllm_parser.py):
+# same model and parallel sizes, plus (vLLM 0.32.0, paths under vllm/; the LeaderWorkerSet leader
+# and worker lists pass the parser and build at 0.32.0, tests/serving/test_vllm_parser.py):
 #   leader (node rank 0): --nnodes N --node-rank 0 --master-addr <leader address>
 #   worker i (1..N-1):    --nnodes N --node-rank i --master-addr <leader address> --headless
-# (docs/serving/parallelism_scaling.md:139-159; the flags: vllm/engine/arg_utils.py:816-819;
-# --headless, "run in headless mode", no API server: vllm/entrypoints/openai/cli_args.py:331-336).
-# nnodes > 1 forces the `mp` executor backend (vllm/config/parallel.py:768-769, 810-818), so no
+# (the flags: engine/arg_utils.py:1143-1146; --headless, "run in headless mode", no API server:
+# entrypoints/launchers/cli_args.py:434-440, run_headless entrypoints/cli/serve.py:181-233; vLLM's
+# docs/serving/parallelism_scaling.md describes this launch, read at v0.18.0, not in the wheel).
+# nnodes > 1 defaults the executor backend to `mp` on CUDA (config/parallel.py:1045-1046) and
+# refuses any backend but mp/uni/external_launcher (config/parallel.py:1087-1095), so no
 # --distributed-executor-backend is passed. The leader listens for the workers on master_port
-# (default 29501, vllm/config/parallel.py:239-250); it is passed explicitly so the firewall /
-# NetworkPolicy and the command line name the same port.
+# (default 29501, config/parallel.py:313-318; distributed/parallel_state.py:1852-1855); it is
+# passed explicitly so the firewall / NetworkPolicy and the command line name the same port.
 # Only the leader serves the OpenAI API (and /health, /metrics) on `port`; workers have none.
 MULTINODE_MASTER_PORT = 29501
 

@@ -16,6 +16,7 @@ from components.spec.errors import Problem
 from components.spec.model import ModelSpec, StackSpec
 from components.spec.resolved import ResolvedModel
 from components.suggestions import suggestion
+from components.tiers import TIERS
 
 DEFAULT_MAX_MODEL_LEN = 8192
 
@@ -23,8 +24,11 @@ DEFAULT_MAX_MODEL_LEN = 8192
 # runs: the one table components/planner/support.py (the planner uses the same).
 ONLINE_FROM_16_BIT = support.ONLINE_FROM_16_BIT
 SIXTEEN_BIT = support.SIXTEEN_BIT
-# Speculative methods that need multi-token-prediction layers in the target checkpoint
-# (vllm/config/speculative.py:214-336, 517-518 @v0.18.0: "Unsupported speculative method").
+# Speculative methods that need multi-token-prediction layers in the target checkpoint. At vLLM
+# 0.32.0 "mtp" drafts from the target's own checkpoint (vllm/config/speculative.py:1141-1163; the
+# per-model *_mtp names are deprecated aliases of it), a checkpoint whose config is not an MTP type
+# raises "Unsupported speculative method: 'mtp'" (speculative.py:1360-1391), and
+# num_speculative_tokens above the MTP layer count must divide by it (speculative.py:1493-1501).
 MTP_METHODS = ("mtp",)
 
 
@@ -152,7 +156,7 @@ def check_parallelism(m: ModelSpec, where: str, facts: ModelFacts, spec: StackSp
     if ok and (tp or 1) * (pp or 1) > total_gpus:
         advice = ("one replica needs more GPUs than this host has: the medium tier (a LeaderWorkerSet across "
                   "nodes) or baremetal (leader and worker units on several hosts) can run it"
-                  if spec.tier == "small" else "add GPU nodes")
+                  if TIERS[spec.tier].one_host else "add GPU nodes")
         problems.append(Problem(
             f"{where}.pipelineParallel" if pp else f"{where}.tensorParallel",
             f"tensorParallel x pipelineParallel = {(tp or 1) * (pp or 1)} exceeds the {total_gpus} GPUs available; "
@@ -207,8 +211,9 @@ def resolve_entry(i: int, m: ModelSpec, spec: StackSpec, total_gpus: int, proble
     check_speculative(m, ident.facts, where, problems)
     scaling = m.autoscaling
     if scaling is not None:
-        if spec.tier not in ("medium",):
-            problems.append(Problem(f"{where}.autoscaling", f"only the medium tier autoscales; remove it or set {where}.replicas"))
+        if not TIERS[spec.tier].autoscales:
+            which = " and ".join(t.name for t in TIERS.values() if t.autoscales)
+            problems.append(Problem(f"{where}.autoscaling", f"only the {which} tier autoscales; remove it or set {where}.replicas"))
         else:
             if scaling.min_replicas > scaling.max_replicas:
                 problems.append(Problem(f"{where}.autoscaling.minReplicas", f"{scaling.min_replicas} exceeds maxReplicas {scaling.max_replicas}"))
