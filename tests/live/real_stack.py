@@ -56,11 +56,10 @@ def counter_total(text: str, name: str, **labels: str) -> float:
     for family in text_string_to_metric_families(text):
         if family.name != family_name:
             continue
+        found = True  # declared (HELP/TYPE): a labelled counter has no sample before its first event
         for sample in family.samples:
-            if sample.name == name:
-                found = True
-                if all(sample.labels.get(k) == v for k, v in labels.items()):
-                    total += sample.value
+            if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
+                total += sample.value
     if not found:
         raise KeyError(f"{name} not in the real vLLM's /metrics")
     return total
