@@ -18,6 +18,12 @@ imports tier code). The roles, and the order `components.spec.rules.resolve` run
   validators  (ResolvedStack) -> list of validators for what the tier renders
   bench       (stack_name, ResolvedStack) -> str: the URL `tierscale bench` sends requests to
 
+and, as data the shared rules read instead of testing the tier's name:
+
+  gateways    the `gateway.kind` values the tier renders
+  autoscales  whether `models[].autoscaling` applies (KEDA on the cluster)
+  one_host    the whole fleet is one host (advice names other tiers, not more nodes)
+
 tests/test_tiers.py is the contract every entry must pass (each role imports and has the
 signature above, targets are disjoint, sections exist in the spec).
 """
@@ -45,6 +51,9 @@ class Tier:
     bench: str
     risks: Optional[str] = None
     resolved: Optional[str] = None
+    gateways: tuple[str, ...] = ("nginx",)
+    autoscales: bool = False
+    one_host: bool = False
 
     def function(self, role: str) -> Callable[..., Any]:
         ref = getattr(self, role)
@@ -69,12 +78,13 @@ TIERS: dict[str, Tier] = {
     "small": Tier(
         "small", ("docker-host",), None, "Docker Compose on one GPU host",
         checks="components.small.checks:problems", deploy="components.small.deploy:deploy",
-        validators="components.small.checks:validators", bench="components.bench.command:_small_endpoint"),
+        validators="components.small.checks:validators", bench="components.bench.command:_small_endpoint",
+        gateways=("nginx", "litellm"), one_host=True),
     "medium": Tier(
         "medium", ("kubernetes", "eks"), "platform", "one Kubernetes cluster (existing or new EKS)",
         checks="components.medium.checks:problems", deploy="components.medium.deploy:deploy",
         validators="components.medium.checks:validators", bench="components.bench.command:_medium_endpoint",
-        risks="components.medium.checks:risks"),
+        risks="components.medium.checks:risks", autoscales=True),
     "baremetal": Tier(
         "baremetal", ("baremetal",), None, "bare-metal nodes bootstrapped with Ansible",
         checks="components.baremetal.checks:problems", deploy="components.baremetal.deploy:deploy",

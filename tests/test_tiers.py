@@ -100,3 +100,13 @@ def test_bench_endpoint_of_every_tier_is_the_one_bench_uses():
 
     for name, entry in TIERS.items():
         assert entry.function("bench") is _ENDPOINTS[name]
+
+
+def test_tier_data_names_real_spec_values():
+    """`gateways` are gateway.kind values; exactly the tiers whose data say so accept them."""
+    kinds = set(typing.get_args(StackSpec.model_fields["gateway"].annotation.model_fields["kind"].annotation))
+    for entry in TIERS.values():
+        assert entry.gateways and set(entry.gateways) <= kinds, entry.name
+    assert {g for entry in TIERS.values() for g in entry.gateways} == kinds
+    assert [t.name for t in TIERS.values() if t.one_host] == ["small"]
+    assert [t.name for t in TIERS.values() if t.autoscales] == ["medium"]

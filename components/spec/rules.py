@@ -102,9 +102,11 @@ def _generic(spec: StackSpec, problems: list[Problem]) -> None:
             readers = [t.name for t in TIERS.values() if t.section == section]
             problems.append(Problem(section, f"applies to the {' and '.join(readers)} tier only (this stack is tier "
                                     f"{spec.tier!r}); remove it"))
-    if spec.gateway.kind == "litellm" and spec.tier != "small":
-        problems.append(Problem("gateway.kind", "litellm is available on the small tier; the medium tier routes with its "
-                                "Ingress/HTTPRoute"))
+    if spec.gateway.kind not in entry.gateways:
+        offered = " and ".join(t.name for t in TIERS.values() if spec.gateway.kind in t.gateways)
+        problems.append(Problem("gateway.kind", f"{spec.gateway.kind} is available on the {offered} tier; the "
+                                f"{spec.tier} tier renders {' or '.join(entry.gateways)} (the Kubernetes tiers route "
+                                "with their Ingress/HTTPRoute)"))
     if spec.gateway.aliases and spec.gateway.kind != "litellm":
         problems.append(Problem("gateway.aliases", "model aliases need gateway.kind: litellm (nginx routes by the served model name in the body but does not rewrite it, so it cannot map an alias)"))
     if spec.security.tls.enabled and not spec.security.tls.hostname:
