@@ -6,9 +6,9 @@ aws-py-hub-and-spoke-network/spoke.py): `region_stack` is the region as a medium
 placement), `serving_options` the rest (components/medium/options.py):
   - the region as a label on every vLLM pod and scraped series, and as a Prometheus external
     label (federation, remote write, alerts);
-  - weights streamed from the regional S3 bucket (vLLM v0.18.0 `--load-format runai_streamer`
-    with an s3:// model path, docs.vllm.ai models/extensions/runai_model_streamer;
-    vllm/model_executor/model_loader/runai_streamer_loader.py) by a ServiceAccount whose Pod
+  - weights streamed from the regional S3 bucket (vLLM 0.32.0 `--load-format runai_streamer`
+    with an s3:// model path: vllm/transformers_utils/runai_utils.py:16,40-41,
+    vllm/model_executor/model_loader/runai_streamer_loader.py:27-86 @v0.32.0) by a ServiceAccount whose Pod
     Identity role reads that bucket; each revision from its own prefix;
   - canary revisions: their own Deployments (their own `--revision`, or their own S3 prefix),
     `canary.weight`% of the model's body-routed requests split by the model router (or by an

@@ -27,10 +27,10 @@ CANARY_SUFFIX = "-canary"
 
 @dataclass(frozen=True)
 class ModelSource:
-    """Weights streamed from an S3 prefix instead of downloaded from Hugging Face: vLLM v0.18.0
-    `--load-format runai_streamer` with an `s3://` model path (docs.vllm.ai
-    models/extensions/runai_model_streamer; vllm/model_executor/model_loader/
-    runai_streamer_loader.py), read by a ServiceAccount whose Pod Identity role may read the
+    """Weights streamed from an S3 prefix instead of downloaded from Hugging Face: vLLM 0.32.0
+    `--load-format runai_streamer` with an `s3://` model path (vllm/transformers_utils/
+    runai_utils.py:16,40-41; vllm/model_executor/model_loader/runai_streamer_loader.py:27-86
+    @v0.32.0), read by a ServiceAccount whose Pod Identity role may read the
     bucket. Each revision has its own prefix: `<prefix>/<hf repo>[/<revision>]`."""
 
     bucket: str
