@@ -66,8 +66,9 @@ CLIENT_BODY_TIMEOUT_S = 30
 SEND_TIMEOUT_S = 60
 
 # The OpenAI API paths the gateway serves (exact matches), with their methods. From what vLLM
-# v0.18.0 serves under /v1 (vllm/entrypoints/openai/api_server.py and the routers it mounts;
-# docs/security.md has the full list and why the rest stays closed).
+# 0.32.0 serves under /v1 (vllm/entrypoints/openai/{chat_completion,completion,responses,models}/
+# api_router.py, vllm/entrypoints/pooling/embed/api_router.py @v0.32.0; docs/security.md has the
+# full list and why the rest stays closed).
 ALLOWED_PATHS: dict[str, str] = {
     "/v1/chat/completions": "POST",
     "/v1/completions": "POST",
@@ -79,7 +80,8 @@ ALLOWED_PATHS: dict[str, str] = {
 # /health). Large-tier health checks (Route 53) point at READY_PATH on the gateway's port.
 HEALTH_PATH = "/gateway/health"
 READY_PATH = "/gateway/ready"
-# vLLM's own 401 (AuthenticationMiddleware, vllm/entrypoints/openai/server_utils.py):
+# vLLM's own 401 (AuthenticationMiddleware, vllm/entrypoints/serve/middleware/authenticate.py:59-61
+# @v0.32.0, on paths starting with /v1, /v2, /inference or /cohere, line 11):
 # JSONResponse(content={"error": "Unauthorized"}, status_code=401).
 UNAUTHORIZED_BODY = '{"error":"Unauthorized"}'
 # The twin upstream of an affinity model (and of each of its health variants).
