@@ -68,9 +68,14 @@ def test_validate_json_strict_counts_warnings(tierscale, monkeypatch, tmp_path):
     from components.validate import Outcome
 
     monkeypatch.setattr(validate, "validate_rendered", lambda stack, out: [Outcome("x", True, "ok")])
-    proc = tierscale("validate", "--strict", "--stack", "small-dev", "--out", str(tmp_path / "out"), "--json")
+    # small-dev with a TTFT objective below what a 14B model on one L40S prefills in: a warning.
+    from components import paths
+
+    stack = tmp_path / "Pulumi.tight.yaml"
+    stack.write_text((paths.STACKS_DIR / "Pulumi.small-dev.yaml").read_text().replace("ttftP99Ms: 600", "ttftP99Ms: 300"))
+    proc = tierscale("validate", "--strict", "--stack", str(stack), "--out", str(tmp_path / "out"), "--json")
     doc = one_json_document(proc)
-    # small-dev carries a TTFT warning (tests/spec/test_capacity.py): --strict fails on it.
+    # --strict fails on the warning.
     assert doc["warnings"] and doc["ok"] is False and proc.returncode == 1
 
 
