@@ -48,10 +48,12 @@ def test_every_child_is_parented_and_kubernetes_uses_the_stack_provider(medium, 
 @pytest.mark.parametrize("name", ["medium-prod", "medium-eks"])
 def test_addons_come_before_workloads(medium, name):
     result = medium[name]
-    releases = {r.urn for r in of_type(result, "kubernetes:helm.sh/v3:Release")}
+    # Karpenter (medium EKS, tests/medium/test_karpenter.py) is ordered on its own: node pools after it.
+    releases = {r.urn for r in of_type(result, "kubernetes:helm.sh/v3:Release") if r.inputs["name"] != "karpenter"}
     assert len(releases) == 3
     workloads = [r for r in result.resources if r.type.startswith("kubernetes:")
-                 and r.type != "kubernetes:helm.sh/v3:Release" and r.type != "kubernetes:storage.k8s.io/v1:StorageClass"]
+                 and r.type != "kubernetes:helm.sh/v3:Release" and r.type != "kubernetes:storage.k8s.io/v1:StorageClass"
+                 and not r.type.startswith("kubernetes:karpenter")]  # node objects: after Karpenter only
     assert workloads
     for r in workloads:
         assert releases <= closure(result, r), f"{r.name} does not wait for every add-on"
@@ -92,11 +94,12 @@ def test_existing_cluster_mode(medium):
 def test_eks_mode(medium):
     result = medium["medium-eks"]
     eks = one(result, "tierscale:medium:EksCluster")
+    karpenter = one(result, "tierscale:karpenter:KarpenterAws")  # grows the GPU nodes (test_karpenter.py)
     aws_provider = one(result, "pulumi:providers:aws")
     assert aws_provider.inputs["region"] == "us-east-1"
     for r in result.resources:
         if r.type.startswith("aws:"):
-            assert r.parent == eks.urn and r.provider.startswith(aws_provider.urn + "::"), r.name
+            assert r.parent in (eks.urn, karpenter.urn) and r.provider.startswith(aws_provider.urn + "::"), r.name
     counts = Counter(r.type for r in result.resources)
     assert counts["aws:ec2/subnet:Subnet"] == 6 and counts["aws:ec2/natGateway:NatGateway"] == 3  # 3 AZs
     azs = {s.inputs["availabilityZone"] for s in of_type(result, "aws:ec2/subnet:Subnet")}
