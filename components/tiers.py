@@ -6,6 +6,8 @@ imports tier code). The roles, and the order `components.spec.rules.resolve` run
 
   targets     the `target.kind` values the tier accepts
   section     the stack section only this tier reads (None: none)
+  fleet       (StackSpec, models or None) -> placement.Fleet: the nodes placement may use
+              (components/spec/fleet.py; chosen by `target.kind`, see fleet_for)
   checks      (StackSpec) -> list[Problem]: the tier's own rules on the spec alone (ports,
               cloud facts, topology ...), before the models resolve
   risks       (StackSpec) -> list[Problem]: legal but likely wrong (warnings; fatal under
@@ -35,7 +37,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Callable, Optional
 
 # Roles every tier provides / may leave out (None).
-REQUIRED_ROLES = ("checks", "deploy", "validators", "bench")
+REQUIRED_ROLES = ("fleet", "checks", "deploy", "validators", "bench")
 OPTIONAL_ROLES = ("risks", "resolved")
 
 
@@ -45,6 +47,7 @@ class Tier:
     targets: tuple[str, ...]
     section: Optional[str]
     summary: str
+    fleet: str
     checks: str
     deploy: str
     validators: str
@@ -77,22 +80,22 @@ TierEntry = Tier
 TIERS: dict[str, Tier] = {
     "small": Tier(
         "small", ("docker-host",), None, "Docker Compose on one GPU host",
-        checks="components.small.checks:problems", deploy="components.small.deploy:deploy",
+        fleet="components.spec.fleet:small_fleet", checks="components.small.checks:problems", deploy="components.small.deploy:deploy",
         validators="components.small.checks:validators", bench="components.bench.command:_small_endpoint",
         gateways=("nginx", "litellm"), one_host=True),
     "medium": Tier(
         "medium", ("kubernetes", "eks"), "platform", "one Kubernetes cluster (existing or new EKS)",
-        checks="components.medium.checks:problems", deploy="components.medium.deploy:deploy",
+        fleet="components.spec.fleet:medium_fleet", checks="components.medium.checks:problems", deploy="components.medium.deploy:deploy",
         validators="components.medium.checks:validators", bench="components.bench.command:_medium_endpoint",
         risks="components.medium.checks:risks", autoscales=True),
     "baremetal": Tier(
         "baremetal", ("baremetal",), None, "bare-metal nodes bootstrapped with Ansible",
-        checks="components.baremetal.checks:problems", deploy="components.baremetal.deploy:deploy",
+        fleet="components.spec.fleet:baremetal_fleet", checks="components.baremetal.checks:problems", deploy="components.baremetal.deploy:deploy",
         validators="components.baremetal.checks:validators", bench="components.bench.command:_baremetal_endpoint",
         risks="components.baremetal.checks:risks"),
     "large": Tier(
         "large", ("multi-region",), "large", "regional Kubernetes clusters behind global traffic management",
-        checks="components.large.checks:problems", deploy="components.large.deploy:deploy",
+        fleet="components.spec.fleet:large_fleet", checks="components.large.checks:problems", deploy="components.large.deploy:deploy",
         validators="components.large.checks:validators", bench="components.bench.command:_large_endpoint",
         risks="components.large.checks:risks", resolved="components.large.checks:resolved_problems"),
 }

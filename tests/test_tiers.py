@@ -18,7 +18,7 @@ from components.spec.model import StackSpec
 from components.tiers import OPTIONAL_ROLES, REQUIRED_ROLES, TIERS, Tier, tier_of_target
 
 # Positional parameters each role is called with (components/tiers.py docstring).
-ARITY = {"checks": 1, "risks": 1, "resolved": 2, "deploy": 3, "validators": 1, "bench": 2}
+ARITY = {"fleet": 1, "checks": 1, "risks": 1, "resolved": 2, "deploy": 3, "validators": 1, "bench": 2}
 # Every `target.kind` the spec accepts (the discriminated union StackSpec.target).
 TARGET_KINDS = {typing.get_args(t.model_fields["kind"].annotation)[0]
                 for t in typing.get_args(StackSpec.model_fields["target"].annotation)}
@@ -110,3 +110,15 @@ def test_tier_data_names_real_spec_values():
     assert {g for entry in TIERS.values() for g in entry.gateways} == kinds
     assert [t.name for t in TIERS.values() if t.one_host] == ["small"]
     assert [t.name for t in TIERS.values() if t.autoscales] == ["medium"]
+
+
+@pytest.mark.parametrize("name", list(TIERS))
+def test_fleet_of_its_own_stacks_has_gpu_nodes(name):
+    from components.planner import placement
+    from components.spec.fleet import fleet_for
+
+    for stack in example_stacks().values():
+        if stack.spec.tier == name:
+            fleet = TIERS[name].function("fleet")(stack.spec, stack.models)
+            assert isinstance(fleet, placement.Fleet) and sum(n.capacity for n in fleet.nodes) > 0
+            assert fleet == fleet_for(stack.spec, stack.models)

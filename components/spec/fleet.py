@@ -44,37 +44,58 @@ def eks_zones(target: EksTarget, nodes: int, models: Optional[Sequence[ResolvedM
 
 
 def fleet_for(spec: StackSpec, models: Optional[Sequence[ResolvedModel]] = None) -> placement.Fleet:
-    """The nodes placement may use. `models` (the resolved models, when known) only refines the
-    failure domains (`eks_zones`), never the nodes or their GPUs."""
+    """The nodes placement may use: the `fleet` role of the tier that accepts `target.kind` (by
+    the target, not `tier`, so a stack whose tier and target disagree still gets its target's
+    nodes while rules.py reports the mismatch). `models` (the resolved models, when known) only
+    refines the failure domains (`eks_zones`), never the nodes or their GPUs."""
+    from components.tiers import tier_of_target
+
+    return tier_of_target(spec.target.kind).function("fleet")(spec, models)
+
+
+def small_fleet(spec: StackSpec, models: Optional[Sequence[ResolvedModel]] = None) -> placement.Fleet:
+    """The one Docker host."""
     target = spec.target
-    if isinstance(target, DockerHostTarget):
-        fleet = placement.small_host(spec.gpu.type, spec.gpu.per_node, target.gpu_device_ids, name=target.host,
-                                     where="target")
-        return placement.Fleet(fleet.nodes, tier="small")
+    assert isinstance(target, DockerHostTarget)
+    fleet = placement.small_host(spec.gpu.type, spec.gpu.per_node, target.gpu_device_ids, name=target.host,
+                                 where="target")
+    return placement.Fleet(fleet.nodes, tier="small")
+
+
+def medium_fleet(spec: StackSpec, models: Optional[Sequence[ResolvedModel]] = None) -> placement.Fleet:
+    """An existing cluster's `gpuNodes`, or the new EKS GPU node group at `maxSize` with its AZs."""
+    target = spec.target
     if isinstance(target, KubernetesTarget):
         pool = placement.NodePool("gpu", spec.gpu.type, spec.gpu.per_node, target.gpu_nodes, where="target.gpuNodes")
         return placement.Fleet(placement.kubernetes_fleet([pool]).nodes, tier="medium")
-    if isinstance(target, EksTarget):
-        pool = placement.NodePool("gpu", spec.gpu.type, spec.gpu.per_node, target.gpu_node_group.max_size,
-                                  where="target.gpuNodeGroup.maxSize")
-        nodes = placement.kubernetes_fleet([pool]).nodes
-        zones = eks_zones(target, len(nodes), models)
-        return placement.Fleet(tuple(dataclasses.replace(n, zone=z) for n, z in zip(nodes, zones)), tier="medium")
-    if isinstance(target, BaremetalTarget):
-        hosts = [placement.baremetal_host(h.name, h.gpu_type or spec.gpu.type, h.gpus, h.models,
-                                          where=f"target.hosts[{i}]")
-                 for i, h in enumerate(target.hosts)]
-        return placement.Fleet(tuple(placement.baremetal_fleet(hosts).nodes), tier="baremetal")
-    if isinstance(target, MultiRegionTarget):
-        # large: every region's GPU nodes (`gpuNodes`: the Karpenter limit or the cluster's
-        # nodes). This places the planner's total; components/large/checks.py places each
-        # region's own replicas on its own nodes.
-        # Each region is a failure domain: its name is its nodes' zone.
-        nodes = [placement.Node(f"{r.name}-gpu-{n}", spec.gpu.type, spec.gpu.per_node, pool=f"{r.name}-gpu",
-                                where=f"target.regions[{i}].gpuNodes", zone=r.name)
-                 for i, r in enumerate(target.regions) for n in range(r.gpu_nodes)]
-        return placement.Fleet(tuple(nodes), tier="large")
-    raise AssertionError(target)
+    assert isinstance(target, EksTarget)
+    pool = placement.NodePool("gpu", spec.gpu.type, spec.gpu.per_node, target.gpu_node_group.max_size,
+                              where="target.gpuNodeGroup.maxSize")
+    nodes = placement.kubernetes_fleet([pool]).nodes
+    zones = eks_zones(target, len(nodes), models)
+    return placement.Fleet(tuple(dataclasses.replace(n, zone=z) for n, z in zip(nodes, zones)), tier="medium")
+
+
+def baremetal_fleet(spec: StackSpec, models: Optional[Sequence[ResolvedModel]] = None) -> placement.Fleet:
+    """Every host with its own `gpuType` (default `gpu.type`) and the models it lists."""
+    target = spec.target
+    assert isinstance(target, BaremetalTarget)
+    hosts = [placement.baremetal_host(h.name, h.gpu_type or spec.gpu.type, h.gpus, h.models,
+                                      where=f"target.hosts[{i}]")
+             for i, h in enumerate(target.hosts)]
+    return placement.Fleet(tuple(placement.baremetal_fleet(hosts).nodes), tier="baremetal")
+
+
+def large_fleet(spec: StackSpec, models: Optional[Sequence[ResolvedModel]] = None) -> placement.Fleet:
+    """Every region's GPU nodes (`gpuNodes`: the Karpenter limit or the cluster's nodes). This
+    places the planner's total; components/large/checks.py places each region's own replicas on
+    its own nodes. Each region is a failure domain: its name is its nodes' zone."""
+    target = spec.target
+    assert isinstance(target, MultiRegionTarget)
+    nodes = [placement.Node(f"{r.name}-gpu-{n}", spec.gpu.type, spec.gpu.per_node, pool=f"{r.name}-gpu",
+                            where=f"target.regions[{i}].gpuNodes", zone=r.name)
+             for i, r in enumerate(target.regions) for n in range(r.gpu_nodes)]
+    return placement.Fleet(tuple(nodes), tier="large")
 
 
 def total_gpus(fleet: placement.Fleet) -> int:
