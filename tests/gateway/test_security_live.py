@@ -21,8 +21,8 @@ TWO_MODELS = [
     {"id": MODEL, "name": "llama-8b", "replicas": 2},
     {"id": QWEN, "name": "qwen-14b", "quantization": "awq", "replicas": 1},
 ]
-# Every route vLLM v0.18.0 serves (the stub answers them all), plus the paths the Kubernetes
-# Ingress used to forward per model.
+# Routes vLLM serves (v0.18.0's list, then routes 0.32.0 added; docs/security.md has 0.32.0's full
+# list, the stub answers them all), plus the paths the Kubernetes Ingress used to forward per model.
 VLLM_PATHS = sorted({
     "/v1/chat/completions", "/v1/completions", "/v1/embeddings", "/v1/models", "/v1/responses",
     "/health", "/invocations", "/tokenize", "/detokenize", "/load", "/version", "/ping", "/metrics",

@@ -3,21 +3,24 @@
 
 Single node (no --nnodes, or 1): the OpenAI stub (openai_stub.py, next to this file).
 
-Multi-node (vLLM 0.18.0's native launcher flags: --nnodes N --node-rank i --master-addr A
+Multi-node (vLLM 0.32.0's native launcher flags: --nnodes N --node-rank i --master-addr A
 --master-port P, --headless on workers), a rendezvous shaped like vLLM's on the addresses and
 ports the unit renders:
   leader (rank 0)  listens on 0.0.0.0:P (the torch.distributed store). A worker connects from
                    VLLM_HOST_IP and says hello with the port it listens on (NCCL/Gloo: ephemeral);
-                   the leader answers with its message-queue port (VLLM_PORT, scanning upward
-                   like vLLM's get_open_port), the worker connects there, and the leader
+                   the leader answers with its message-queue port (a kernel-chosen port on
+                   VLLM_HOST_IP, as vLLM 0.32.0's cross-node MessageQueue binds
+                   tcp://VLLM_HOST_IP:0: vllm/distributed/device_communicators/
+                   shm_broadcast.py:551-565; v0.18.0 scanned from VLLM_PORT), the worker
+                   connects there, and the leader
                    connects back to the worker's port. Once N-1 workers joined, the leader
                    serves the OpenAI API (/health) like vLLM after engine start-up. If a worker
                    leaves, the leader exits 1 (vLLM's engine dies with its group).
   worker (rank i)  does its side of the above and stays connected; exits 1 when the leader
                    goes away (systemd restarts it; its ExecStartPre waits for the leader).
-Stopping, as vLLM 0.18.0 does: the leader drains its in-flight requests on SIGTERM for up to
+Stopping, as vLLM 0.32.0 does: the leader drains its in-flight requests on SIGTERM for up to
 --shutdown-timeout, then exits (drain_on_sigterm); a worker exits at once on SIGTERM
-(vllm/entrypoints/cli/serve.py:170-198, run_headless). A leader that loses a worker while
+(vllm/entrypoints/cli/serve.py:205-233 @v0.32.0, run_headless). A leader that loses a worker while
 draining exits 1 and its requests are cut.
 Connections that close without a hello (port probes: ExecStartPre, wait_for) are ignored.
 Every check of the rendered environment fails loudly: VLLM_HOST_IP must be an address of this
@@ -70,20 +73,6 @@ def check_environment() -> str:
     return host_ip
 
 
-def open_port(base: int) -> socket.socket:
-    """vLLM's get_open_port with VLLM_PORT set: the first free port from the base upward."""
-    port = base
-    while True:
-        s = socket.socket()
-        try:
-            s.bind(("0.0.0.0", port))
-            s.listen(16)
-            return s
-        except OSError:
-            s.close()
-            port += 1
-
-
 def read_line(conn: socket.socket) -> bytes:
     data = b""
     while not data.endswith(b"\n"):
@@ -109,7 +98,9 @@ def leader(args, host_ip: str, rest: list[str]) -> None:
     store.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     store.bind(("0.0.0.0", args.master_port))
     store.listen(16)
-    queue = open_port(int(os.environ["VLLM_PORT"]))
+    queue = socket.socket()  # vLLM 0.32.0: tcp://VLLM_HOST_IP:0 (shm_broadcast.py:551-565)
+    queue.bind((host_ip, 0))
+    queue.listen(16)
     log(f"leader of {args.nnodes} nodes on {host_ip}: master port {args.master_port}, "
         f"message queue {queue.getsockname()[1]}")
     joined: dict[int, list[socket.socket]] = {}
@@ -156,9 +147,9 @@ def leader(args, host_ip: str, rest: list[str]) -> None:
 
 
 def drain_on_sigterm(openai_stub, timeout_s: int) -> None:
-    """The leader's SIGTERM, like vLLM 0.18.0's API server: the engine drains the requests in
-    flight for up to --shutdown-timeout, then the process exits (vllm/entrypoints/launcher.py:
-    95-117, vllm/v1/engine/core.py:1193-1226). If a worker leaves meanwhile, the group is lost
+    """The leader's SIGTERM, like vLLM 0.32.0's API server: the engine drains the requests in
+    flight for up to --shutdown-timeout, then the process exits (vllm/entrypoints/launchers/
+    launcher.py:249-289, vllm/v1/engine/core.py:1626-1670 @v0.32.0). If a worker leaves meanwhile, the group is lost
     and the leader exits 1 at once (hold() above), cutting those requests."""
     in_flight = [0]
     account = openai_stub.Replica._account
