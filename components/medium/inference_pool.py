@@ -263,4 +263,13 @@ def problems(stack: ResolvedStack) -> list[str]:
         out.append("platform.routing.inferencePool.gatewayName: must not be the client-facing Gateway "
                    f"({routing.gateway_namespace}/{routing.gateway_name}, platform.routing.gatewayName): the pool "
                    "route trusts the X-Gateway-Model-Name header only from the model router; use an internal Gateway")
+    for i, m in enumerate(stack.models):
+        routing = getattr(m.spec, "routing", None)
+        affinity = getattr(routing, "affinity", "none") if routing is not None else "none"
+        if affinity != "none":
+            # The router's upstream for a pooled model is the one internal Gateway address, and
+            # its affinity ring needs two servers or more (model_router.affinity_models): inert.
+            out.append(f"models[{i}].routing.affinity: {affinity!r} does nothing with "
+                       "platform.routing.inferencePool (the router has one upstream per model, the internal "
+                       "Gateway; the endpoint picker's prefix-cache scorer places requests): use 'none'")
     return out

@@ -268,3 +268,11 @@ def test_pool_on_the_client_facing_gateway_exits_2_naming_the_key(tmp_path):
     config["tierscale:platform"]["routing"]["inferencePool"] = {"gatewayName": "inference-gateway"}
     err = _refused(tmp_path, config)
     assert "platform.routing.inferencePool.gatewayName: must not be the client-facing Gateway" in err
+
+
+def test_router_affinity_with_a_pool_exits_2_naming_the_key(tmp_path):
+    config = _stack_config("medium-eks")
+    config["tierscale:platform"]["routing"]["inferencePool"] = {}
+    config["tierscale:models"][0]["routing"] = {"affinity": "prefix"}
+    err = _refused(tmp_path, config)
+    assert "models[0].routing.affinity: 'prefix' does nothing with platform.routing.inferencePool" in err
