@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from components.pins import image
 
-# vLLM >= 0.18.0 is required for --shutdown-timeout (graceful drain on SIGTERM); the pin is 0.32.0,
+# vLLM >= 0.18.0 is required for --shutdown-timeout (graceful drain on SIGTERM; at the pinned 0.32.0
+# vllm/engine/arg_utils.py:1901-1906, default 0 = abort in-flight requests); the pin is 0.32.0,
 # the version CI runs (components/pins.yaml, docs/vllm.md).
 VLLM_IMAGE = image("vllm")
 NGINX_IMAGE = image("nginx")
