@@ -22,8 +22,9 @@ run time (a degraded replica mid-test) and answers the settings now in force; `-
 replaces that share of output tokens, chosen by a hash of the prompt and the position (the
 same prompt always drifts the same way), so golden-set checks see a "quantized" model.
 
-Auth follows vLLM v0.18.0 exactly (AuthenticationMiddleware in
-vllm/entrypoints/openai/server_utils.py): with a key, only paths starting with /v1 need
+Auth follows vLLM 0.32.0 exactly (AuthenticationMiddleware in
+vllm/entrypoints/serve/middleware/authenticate.py @v0.32.0): with a key, only paths starting with
+/v1, /v2, /inference or /cohere need (v0.18.0: /v1 only)
 `Authorization: Bearer <key>` (scheme in any case, SHA-256 compared), OPTIONS never; a miss is
 `401 {"error": "Unauthorized"}`. Every other route vLLM serves (/invocations, /tokenize,
 /metrics, /load, /version, /ping, admin routes...) answers without a key, as vLLM's does, so a
@@ -52,8 +53,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-# Routes vLLM v0.18.0 serves besides the OpenAI completions this stub implements (the api_server
-# routers: openai, serve/*, sagemaker, dev-mode admin routes); the stub answers them all.
+# Routes vLLM 0.32.0 serves besides the OpenAI completions this stub implements (every
+# api_router.py under vllm/entrypoints/, /metrics, FastAPI's docs; docs/security.md lists them;
+# /get_tokenizer_info is v0.18.0's name of /tokenizer_info); the stub answers them all.
 VLLM_OTHER_ROUTES = frozenset({
     "/invocations", "/tokenize", "/detokenize", "/load", "/version", "/ping", "/metrics", "/health",
     "/pooling", "/classify", "/score", "/v1/score", "/rerank", "/v1/rerank", "/v2/rerank",
@@ -62,7 +64,14 @@ VLLM_OTHER_ROUTES = frozenset({
     "/sleep", "/wake_up", "/is_sleeping", "/collective_rpc", "/server_info", "/start_profile",
     "/stop_profile", "/get_tokenizer_info", "/scale_elastic_ep", "/is_scaling_elastic_ep",
     "/openapi.json", "/docs", "/redoc", "/v1/chat/completions/render", "/v1/completions/render",
+    "/tokenizer_info", "/kv_event_sources", "/generative_scoring", "/v2/embed", "/v1/messages/count_tokens",
+    "/v1/chat/completions/batch", "/v1/systemone", "/cohere/v2/chat", "/inference/v1/generate",
+    "/inference/v1/abort_requests", "/v1/responses/render", "/v1/messages/render", "/cohere/v2/chat/render",
+    "/v1/chat/completions/derender", "/v1/completions/derender", "/reset_encoder_cache",
+    "/release_kv_cache_memory", "/fault_tolerance/apply", "/fault_tolerance/status", "/docs/oauth2-redirect",
 })
+# The prefixes vLLM's AuthenticationMiddleware guards (authenticate.py:11 @v0.32.0).
+GUARDED_PREFIX = ("/v1", "/v2", "/inference", "/cohere")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
@@ -189,7 +198,7 @@ def make_handler(replica: Replica):
 
         def _guarded(self, path: str) -> bool:
             """True when vLLM would answer 401 here (and the 401 is sent)."""
-            if self.command != "OPTIONS" and path.startswith("/v1") and not self._key_ok():
+            if self.command != "OPTIONS" and path.startswith(GUARDED_PREFIX) and not self._key_ok():
                 self._send(401, b'{"error":"Unauthorized"}')
                 self._count(401)
                 return True
@@ -205,7 +214,7 @@ def make_handler(replica: Replica):
 
         def _other(self, path: str) -> None:
             """Every other route vLLM serves: answered (200) the way vLLM would, key or not
-            outside /v1, so a test sees it if anything reaches it."""
+            outside GUARDED_PREFIX, so a test sees it if anything reaches it."""
             if path in VLLM_OTHER_ROUTES:
                 self._send(200, json.dumps({"route": path, "served_by": replica.name}).encode())
                 self._count(200)
