@@ -98,7 +98,7 @@ def test_streaming_passes_tokens_through_as_generated(pair, gateway):
     print(f"\n{len(arrivals)} events in {total * 1000:.0f} ms; first at {arrivals[0] * 1000:.0f} ms; "
           f"{_deliveries(arrivals)} separate deliveries")
     assert arrivals[0] < 0.5 * total
-    assert _deliveries(arrivals) >= 30
+    assert _deliveries(arrivals) >= 10
     assert gateway.conf.read_text().count("proxy_buffering off;") == 1
 
 
