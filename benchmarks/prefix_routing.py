@@ -7,13 +7,14 @@ Two real vLLM servers (tests/support/real_vllm.py: the tiny generated model, CPU
 caching on, 32-token KV blocks) sit behind two rendered gateways at once: one with the model's
 `routing: {affinity: prefix}`, one with plain least_conn. The workload is prefix-heavy and
 generated: conversations that open with one of a few long shared system prompts, each turn
-resending the whole chat so far (multi-turn), several conversations at a time. Each round sends
+resending the whole chat so far (multi-turn), after a user's think time, all conversations at once. Each round sends
 the same workload shape through each gateway, with fresh text per round and gateway (so neither
 can reuse the other's cached blocks); the rounds alternate which gateway goes first.
 
 Figures, per gateway, summed over rounds:
   - hit rate: vLLM's own `vllm:prefix_cache_hits_total / vllm:prefix_cache_queries_total`
     (tokens), the difference of both replicas' counters across the gateway's requests;
+  - prompt tokens computed: queried minus hit, the prefill the replicas could not skip;
   - TTFT: vLLM's own `vllm:time_to_first_token_seconds` histogram (mean over the requests), and
     the client's time to the first streamed chunk through the gateway (p50, mean);
 and the ratios affinity / least_conn from the same run. Machine-dependent: on 2 shared CPU cores
@@ -58,10 +59,11 @@ def stack(affinity: str):
                                 "replicas": 2, "routing": routing}])
 
 
-def workload(rng: random.Random, tag: str, conversations: int, turns: int, systems: int) -> list[list[list[dict]]]:
+def workload(rng: random.Random, tag: str, conversations: int, turns: int, systems: int,
+             system_words: int = 24) -> list[list[list[dict]]]:
     """conversations x turns chat message lists; every text carries `tag` so no two runs share blocks."""
     prompts = [f"[{tag} s{i}] You are the support assistant of shop {i}. " +
-               " ".join(rng.choice(WORDS) for _ in range(24)) for i in range(systems)]
+               " ".join(rng.choice(WORDS) for _ in range(system_words)) for i in range(systems)]
     out = []
     for c in range(conversations):
         messages = [{"role": "system", "content": prompts[c % systems]}]
@@ -75,14 +77,20 @@ def workload(rng: random.Random, tag: str, conversations: int, turns: int, syste
     return out
 
 
-async def drive(url: str, key: str, chats, concurrency: int, max_tokens: int) -> list[float]:
-    """Every chat's turns in order, `concurrency` chats at a time; client TTFT per request (s)."""
+async def drive(url: str, key: str, chats, concurrency: int, max_tokens: int, think_s: float = 0.0,
+                rng: random.Random | None = None) -> list[float]:
+    """Every chat's turns in order, `concurrency` chats at a time, a user's think time (uniform
+    0-2x `think_s`) before each turn; client TTFT per request (s). Without think time a closed
+    loop flatters least_conn: the next turn leaves just as its replica frees a slot, so least_conn
+    tends to send it back to the same replica, which real users, who pause, do not get."""
     ttfts: list[float] = []
+    pauses = [[(rng or random).uniform(0, 2 * think_s) for _ in turns] for turns in chats]
     sem = asyncio.Semaphore(concurrency)
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=120) as client:
-        async def one_chat(turns):
+        async def one_chat(turns, pause):
             async with sem:
-                for messages in turns:
+                for messages, wait in zip(turns, pause):
+                    await asyncio.sleep(wait)
                     start = time.monotonic()
                     first = None
                     async with client.stream("POST", "/v1/chat/completions", json={
@@ -94,7 +102,7 @@ async def drive(url: str, key: str, chats, concurrency: int, max_tokens: int) ->
                             if first is None and line.startswith("data: ") and '"content"' in line:
                                 first = time.monotonic() - start
                     ttfts.append(first if first is not None else time.monotonic() - start)
-        await asyncio.gather(*(one_chat(c) for c in chats))
+        await asyncio.gather(*(one_chat(c, p) for c, p in zip(chats, pauses)))
     return ttfts
 
 
@@ -113,7 +121,8 @@ def snapshot(servers) -> dict:
 
 
 def run(args) -> tuple[list[dict], str]:
-    servers = shared_servers(2, extra_args=("--enable-prefix-caching", "--block-size", str(args.block_size)))
+    servers = shared_servers(2, extra_args=("--enable-prefix-caching", "--block-size", str(args.block_size),
+                                            "--max-model-len", str(args.max_model_len)))
     gateways = {}
     try:
         addresses = {"tiny": [f"127.0.0.1:{s.port}" for s in servers]}
@@ -131,10 +140,11 @@ def run(args) -> tuple[list[dict], str]:
         for rnd in range(args.rounds):
             order = ("none", "prefix") if rnd % 2 == 0 else ("prefix", "none")
             for mode in order:
-                chats = workload(rng, f"r{rnd}{mode}", args.conversations, args.turns, args.systems)
+                chats = workload(rng, f"r{rnd}{mode}", args.conversations, args.turns, args.systems,
+                                 args.system_words)
                 before = snapshot(servers)
                 client = asyncio.run(drive(gateways[mode].url, servers[0].api_key, chats, args.concurrency,
-                                           args.max_tokens))
+                                           args.max_tokens, args.think_ms / 1000, random.Random(args.seed + rnd)))
                 after = snapshot(servers)
                 t = totals[mode]
                 for k in ("hits", "queries", "ttft_sum", "ttft_count"):
@@ -160,9 +170,10 @@ def run(args) -> tuple[list[dict], str]:
                      "client_ttft_mean_ms": 1000 * statistics.mean(t["client"]),
                      "split": "/".join(f"{100 * p / max(1.0, sum(t['per_replica'])):.0f}" for p in t["per_replica"])})
     settings = (f"2 real vLLM CPU replicas (tiny generated model, prefix caching on, "
-                f"KV cache 64 MiB each, {args.block_size}-token blocks), {args.rounds} rounds alternating the order, per round and gateway "
-                f"{args.conversations} conversations x {args.turns} turns over {args.systems} shared system prompts, "
-                f"{args.concurrency} conversations at a time, {args.max_tokens} output tokens, streamed; "
+                f"KV cache 64 MiB each, {args.block_size}-token blocks, max-model-len {args.max_model_len}), {args.rounds} rounds alternating the order, per round and gateway "
+                f"{args.conversations} conversations x {args.turns} turns over {args.systems} shared system prompts of {args.system_words} words, "
+                f"{args.concurrency} conversations at a time, think time 0-{2 * args.think_ms} ms before each turn, "
+                f"{args.max_tokens} output tokens, streamed; "
                 f"{platform.machine()}, {len(__import__('os').sched_getaffinity(0))} CPUs, Linux {platform.release()}; "
                 f"`venv/bin/python benchmarks/prefix_routing.py` ({time.strftime('%Y-%m-%d')})")
     return rows, settings
@@ -171,13 +182,15 @@ def run(args) -> tuple[list[dict], str]:
 def table(rows: list[dict], settings: str) -> str:
     base, aff = rows[0], rows[1]
     lines = ["| gateway | requests | prefix-cache hit rate (vLLM) | hit tokens / queried | TTFT mean, vLLM (ms) | "
-             "TTFT p50, client (ms) | TTFT mean, client (ms) | tokens queried per replica (%) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "prompt tokens computed (queried - hit) | TTFT p50, client (ms) | TTFT mean, client (ms) | "
+             "tokens queried per replica (%) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['gateway']} | {r['requests']} | {r['hit_rate']:.1%} | {r['hits']:.0f} / {r['queries']:.0f} | "
-                     f"{r['vllm_ttft_ms']:.1f} | {r['client_ttft_p50_ms']:.1f} | {r['client_ttft_mean_ms']:.1f} | "
+                     f"{r['vllm_ttft_ms']:.1f} | {r['queries'] - r['hits']:.0f} | {r['client_ttft_p50_ms']:.1f} | {r['client_ttft_mean_ms']:.1f} | "
                      f"{r['split']} |")
     ratio = (f"**affinity / least_conn, same run:** hit rate {aff['hit_rate'] / max(1e-9, base['hit_rate']):.2f}x, "
+             f"prompt tokens computed {(aff['queries'] - aff['hits']) / max(1e-9, base['queries'] - base['hits']):.2f}x, "
              f"TTFT mean (vLLM) {aff['vllm_ttft_ms'] / max(1e-9, base['vllm_ttft_ms']):.2f}x, "
              f"TTFT p50 (client) {aff['client_ttft_p50_ms'] / max(1e-9, base['client_ttft_p50_ms']):.2f}x.")
     return "\n".join(lines) + "\n\n" + ratio + "\n\n" + settings
@@ -189,14 +202,17 @@ def main() -> None:
     parser.add_argument("--conversations", type=int, default=16)
     parser.add_argument("--turns", type=int, default=4)
     parser.add_argument("--systems", type=int, default=3)
-    parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--system-words", type=int, default=160, help="length of each shared system prompt")
+    parser.add_argument("--max-model-len", type=int, default=2048)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--think-ms", type=int, default=500, help="mean pause before each turn (uniform 0-2x)")
     parser.add_argument("--max-tokens", type=int, default=4)
     parser.add_argument("--seed", type=int, default=22)
     parser.add_argument("--block-size", type=int, default=32, help="vLLM --block-size: prefix hits count whole "
                         "blocks; the CPU build's default (128) hides most of a short chat's reuse")
     parser.add_argument("--docs", type=Path, help=f"replace the block between {BEGIN} and {END} in this file")
     args = parser.parse_args()
-    for name in ("rounds", "conversations", "turns", "systems", "concurrency", "max_tokens", "block_size"):
+    for name in ("rounds", "conversations", "turns", "systems", "concurrency", "max_tokens", "block_size", "system_words", "max_model_len"):
         if getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
     rows, settings = run(args)
