@@ -18,17 +18,21 @@ import pytest
 from components.serving import model_router
 from components.spec.errors import SpecError
 from tests.gateway.support import AUTH, MODEL, Gateway, start_replicas
+from tests.support.processes import free_port
 from tests.support.stacks import small_stack
 
 PINNED = "pinned-model"
+DEAD = "dead-model"
 
 
 def affinity_stack(**routing):
     return small_stack(models=[
         {"id": "meta-llama/Llama-3.1-8B-Instruct", "name": "llama-8b", "replicas": 2,
          "routing": {"affinity": "prefix", "prefixChars": 256}},
-        {"id": "meta-llama/Llama-3.1-8B-Instruct", "name": "pinned", "servedModelName": PINNED, "replicas": 2,
+        {"id": "meta-llama/Llama-3.1-8B-Instruct", "name": "pinned", "servedModelName": PINNED, "replicas": 1,
          "routing": {"affinity": "session", "loadBound": 1, **routing}},
+        {"id": "meta-llama/Llama-3.1-8B-Instruct", "name": "dead", "servedModelName": DEAD, "replicas": 1,
+         "routing": {"affinity": "session"}},
     ])
 
 
@@ -37,7 +41,8 @@ def gw(tmp_path_factory):
     replicas = start_replicas(4, ttft_ms=1, itl_ms=1)
     pinned = start_replicas(2, ttft_ms=1, itl_ms=1, model=PINNED)
     gateway = Gateway(tmp_path_factory.mktemp("affinity"),
-                      {"llama-8b": [r.address for r in replicas], "pinned": [r.address for r in pinned]},
+                      {"llama-8b": [r.address for r in replicas], "pinned": [r.address for r in pinned],
+                       "dead": [f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"]},
                       stack=affinity_stack(), prober=False, health=True).start()
     try:
         yield gateway, replicas, pinned
@@ -142,6 +147,15 @@ def test_a_replica_at_its_load_bound_spills_and_nothing_fails(gw):
     assert sum(per) == 6 and min(per) >= 1, per
 
 
+def test_no_replica_on_the_ring_or_behind_least_conn_is_the_gateways_json_502(gw):
+    # both `dead` replicas refuse connections: ring, then least_conn fallback, then the
+    # server's @tierscale_no_replica (not nginx's HTML page: recursive_error_pages in the twin)
+    gateway, _, _ = gw
+    reply = httpx.post(f"{gateway.url}/v1/chat/completions", headers=AUTH, timeout=10,
+                       json={"model": DEAD, "user": "u", "messages": [{"role": "user", "content": "hi"}]})
+    assert reply.status_code == 502 and reply.json()["message"] == "no model replica answered", reply.text
+
+
 def test_auth_and_allowlist_unchanged(gw):
     gateway, replicas, pinned = gw
     before = sum(len(r.requests()) for r in replicas + pinned)
@@ -155,7 +169,7 @@ def test_auth_and_allowlist_unchanged(gw):
 
 
 def test_rendering_and_validation():
-    servers = {"llama-8b": ["a:1", "b:1"], "pinned": ["c:1", "d:1"]}
+    servers = {"llama-8b": ["a:1", "b:1"], "pinned": ["c:1", "d:1"], "dead": ["e:1"]}
     conf = model_router.nginx_conf(affinity_stack(), "x", servers, role="t", listen="1", status_listen="2",
                                    js_path="j", pid_path="p", error_log="e", access_log="a", temp_dir="t",
                                    tls={"enabled": False}, tls_dir="", auth_file="k", health_file="h")
@@ -166,8 +180,8 @@ def test_rendering_and_validation():
                                   "vllm_pinned": {"mode": "session", "chars": 1024}}
     # no affinity, one server, or a weighted split: plain least_conn / weights, no js_var
     for stack, srv, weights in ((small_stack(), {"llama-8b": ["a:1", "b:1"]}, None),
-                                (affinity_stack(), {"llama-8b": ["a:1"], "pinned": ["c:1"]}, None),
-                                (affinity_stack(), servers, {"llama-8b": [50, 50], "pinned": [90, 10]})):
+                                (affinity_stack(), {"llama-8b": ["a:1"], "pinned": ["c:1"], "dead": ["e:1"]}, None),
+                                (affinity_stack(), servers, {"llama-8b": [50, 50], "pinned": [90, 10], "dead": [1]})):
         conf = model_router.nginx_conf(stack, "x", srv, role="t", listen="1", status_listen="2", js_path="j",
                                        pid_path="p", error_log="e", access_log="a", temp_dir="t",
                                        tls={"enabled": False}, tls_dir="", auth_file="k", weights_by_model=weights)
