@@ -123,7 +123,7 @@ class Load:
     "the pre-check judges the destination's 50 warm-up requests (8 at once) by ttft_p99_change <= 1.10 against the "
     "source's steady traffic; with both CPU engines on two cores shared with other work it measured 1.4x-3.3x "
     "(a p99 of 50 samples is their slowest). Completed with every gate holding when the engines were warm and the "
-    "machine quieter; see docs/getting-started/try-without-gpu.md and the H8 report"))
+    "machine quieter (issue #19 live tests)"))
 def test_healthy_real_destination_takes_all_traffic_through_gates_on_real_metrics(pair, tmp_path, monkeypatch):
     src_server, dst_server = pair
     key = src_server.api_key
