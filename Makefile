@@ -102,7 +102,7 @@ preview: preview-setup
 	$(VENV)/bin/tierscale validate --stack $(STACK)
 
 test: setup
-	$(VENV)/bin/pytest -q --durations=25
+	$(VENV)/bin/pytest -q -n 2 --dist loadgroup --durations=30
 
 # Try the small tier on this machine, no Docker and no GPU (docs/getting-started/try-without-gpu.md):
 # the vLLM CPU build serving a tiny generated model (TIERSCALE_DEMO_MODEL=hf: the stack's

@@ -29,6 +29,28 @@ def pytest_configure(config):
                                        "tests/support/real_vllm.py)")
 
 
+# `make test` runs the suite on two pytest-xdist workers (--dist loadgroup): much of its wall
+# time is waiting (migration holds, fault timers, engine and container start-up, apt on the test
+# hosts), which the other worker fills. Tests that share one machine-wide resource run in one
+# group, on one worker, in collection order: the bare-metal hosts (fixed apt-proxy port, the
+# debootstrap cache), the shared real-vLLM pool (one set of engines, 1.5 GB each), the
+# Compose project under podman (host ports 8000/9090).
+XDIST_GROUPS = {
+    "tests/baremetal/test_converge.py": "baremetal-hosts",
+    "tests/live/": "vllm",
+    "tests/small/test_compose_podman.py": "podman",
+}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        path = Path(str(item.fspath)).relative_to(REPO).as_posix()
+        for prefix, group in XDIST_GROUPS.items():
+            if path.startswith(prefix):
+                item.add_marker(pytest.mark.xdist_group(group))
+
+
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
     return subprocess.run([TIERSCALE, *args], cwd=cwd, capture_output=True, text=True, timeout=300)
 

@@ -254,7 +254,9 @@ def test_region_label_on_every_series(large):
         assert values["prometheus"]["prometheusSpec"]["externalLabels"]["region"] == region
 
 
-@pytest.mark.parametrize("name", ["large-prod", "large-ga"])
+# large-prod itself passes every validator per region in tests/render/test_example_stacks.py
+# (`validate --strict`); here the Global Accelerator variant.
+@pytest.mark.parametrize("name", ["large-ga"])
 def test_every_validator_passes_for_every_region(large, name):
     outcomes = validate_rendered(large[name].stack, large[name].out_dir)
     assert len(outcomes) >= 5  # kubernetes-validate, CRD schemas, Helm values keys, checkov, metric names, ...
