@@ -660,15 +660,18 @@ class LargeSpec(SpecModel):
 class StackSpec(SpecModel):
     """Everything under `tierscale:` in a stack file except the secrets."""
 
-    tier: Tier = Field(description="small (Docker Compose), medium (Kubernetes) or baremetal (Ansible).")
-    target: Target = Field(description="Where it runs; `kind` selects the variant (see below).")
+    tier: Tier = Field(description="small (Docker Compose on one host), medium (one Kubernetes cluster), large "
+                                   "(several regional clusters) or baremetal (Ansible).")
+    target: Target = Field(description="Where it runs; `kind` selects the variant: docker-host (small), "
+                                       "kubernetes or eks (medium), multi-region (large), baremetal.")
     gpu: GpuSpec = Field(description="GPU type and count per node.")
     models: list[ModelSpec] = Field(min_length=1, description="Models to serve.")
     gateway: GatewaySpec = Field(default_factory=GatewaySpec, description="OpenAI-compatible entry point.")
     monitoring: MonitoringSpec = Field(default_factory=MonitoringSpec, description="Metrics, dashboards, alerts.")
     slo: SloSpec = Field(default_factory=SloSpec, description="Objectives and expected load.")
     security: SecuritySpec = Field(default_factory=SecuritySpec, description="API auth and TLS.")
-    platform: PlatformSpec = Field(default_factory=PlatformSpec, description="Medium tier: add-ons, routing, cache, GitOps.")
+    platform: PlatformSpec = Field(default_factory=PlatformSpec, description="Kubernetes (medium tier, and each region "
+                                   "of the large tier): add-ons, routing, model cache, GitOps.")
     large: Optional[LargeSpec] = Field(default=None, description="Large tier: topology, global traffic, Karpenter, "
                                        "model storage, canaries, GitOps (required for tier large).")
 
