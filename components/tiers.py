@@ -57,6 +57,10 @@ class Tier:
     gateways: tuple[str, ...] = ("nginx",)
     autoscales: bool = False
     one_host: bool = False
+    # The nginx gateway holds one upstream server per replica (the Compose gateway), so it can
+    # pin a session or prompt prefix to a replica (models[].routing.affinity); the Kubernetes
+    # router holds one Service per model and bare metal has no gateway.
+    replica_upstreams: bool = False
 
     def function(self, role: str) -> Callable[..., Any]:
         ref = getattr(self, role)
@@ -82,7 +86,7 @@ TIERS: dict[str, Tier] = {
         "small", ("docker-host",), None, "Docker Compose on one GPU host",
         fleet="components.spec.fleet:small_fleet", checks="components.small.checks:problems", deploy="components.small.deploy:deploy",
         validators="components.small.checks:validators", bench="components.bench.command:_small_endpoint",
-        gateways=("nginx", "litellm"), one_host=True),
+        gateways=("nginx", "litellm"), one_host=True, replica_upstreams=True),
     "medium": Tier(
         "medium", ("kubernetes", "eks"), "platform", "one Kubernetes cluster (existing or new EKS)",
         fleet="components.spec.fleet:medium_fleet", checks="components.medium.checks:problems", deploy="components.medium.deploy:deploy",

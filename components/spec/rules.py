@@ -131,6 +131,19 @@ def _gateway_features(spec: StackSpec, problems: list[Problem]) -> None:
                 problems.append(Problem(f"gateway.{camel}", (
                     "applies to the nginx gateway; the rendered LiteLLM config (litellm/config.yaml) does not set it, "
                     "so it would be ignored: use gateway.kind: nginx, or remove it")))
+    # Affinity lives in the nginx gateway's own upstreams (one per replica on the ring): LiteLLM has
+    # none, the Kubernetes router has one Service per model (kube-proxy picks the pod), and bare
+    # metal has no gateway, so there the key would do nothing.
+    for i, m in enumerate(spec.models):
+        if m.routing.affinity == "none":
+            continue
+        where = (f"gateway.kind: {gw.kind} has no per-replica upstreams" if gw.kind != "nginx" else
+                 None if TIERS[spec.tier].replica_upstreams else
+                 f"the {spec.tier} tier's gateway does not hold individual replicas")
+        if where:
+            problems.append(Problem(f"models[{i}].routing.affinity", (
+                f"{m.routing.affinity!r} needs the small tier's nginx gateway ({where}); on Kubernetes use "
+                "platform.routing.inferencePool for prefix-aware routing; allowed here: none")))
     if gw.kind == "litellm" and spec.security.tls.enabled:
         problems.append(Problem("security.tls.enabled", (
             "the rendered LiteLLM gateway serves plain HTTP (its container gets no --ssl_keyfile_path/"
