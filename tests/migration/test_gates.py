@@ -9,7 +9,10 @@ import subprocess
 
 import yaml
 
+import pytest
+
 from components.migration import gates as g
+from components.migration.prom import GateEvaluator, _normalised, _same_expr, prometheus_duration
 from components.observability.metrics import KNOWN_SERIES
 from components.observability.promql import referenced_metrics
 
@@ -51,6 +54,54 @@ SCENARIOS = {
 def test_every_gate_parses_and_uses_listed_metrics():
     for gate in GATES:
         assert referenced_metrics(gate.promql) <= KNOWN_SERIES, gate.name
+        for expr in gate.samples:
+            assert referenced_metrics(expr) <= KNOWN_SERIES, gate.name
+
+
+# What a real Prometheus (2.42.0, Debian 12's) answers in /api/v1/rules `query` for the gates built
+# with a 60s, 90s, 3600s and 1500ms window (captured from a running server; its rule printer is
+# promql's String() with durations as prometheus/common model.Duration.String()).
+PROM_CHANGE = ('(histogram_quantile(0.99, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{deployment="dst"}[@W])))) '
+               '/ (histogram_quantile(0.99, sum by (le) (rate(vllm:time_to_first_token_seconds_bucket{deployment="src"}[@W]))))')
+PROM_ERRORS_60S = ('((sum(rate(http_requests_total{deployment="dst",handler=~"/v1/.*",status="5xx"}[1m])) or vector(0)) / '
+                   'sum(rate(http_requests_total{deployment="dst",handler=~"/v1/.*"}[1m]))) - ((sum(rate(http_requests_total'
+                   '{deployment="src",handler=~"/v1/.*",status="5xx"}[1m])) or vector(0)) / sum(rate(http_requests_total'
+                   '{deployment="src",handler=~"/v1/.*"}[1m])) or vector(0))')
+PRINTED = {"60s": "1m", "90s": "1m30s", "3600s": "1h", "1500ms": "1s500ms", "50s": "50s", "5m": "5m"}
+
+
+def _gate(name: str, window: str) -> g.Gate:
+    return next(x for x in g.gates('{deployment="dst"}', '{deployment="src"}', 500, 100, window) if x.name == name)
+
+
+@pytest.mark.parametrize("window", sorted(PRINTED))
+def test_a_loaded_rule_is_the_gate_as_prometheus_prints_its_durations(window):
+    printed = PROM_CHANGE.replace("@W", PRINTED[window])
+    gate = _gate("ttft_p99_change", window)
+    assert prometheus_duration(window) == PRINTED[window]
+    assert _same_expr(printed, gate.promql)
+    assert _normalised(printed) == _normalised(gate.promql)  # the fallback for what the parser cannot read
+
+
+def test_a_loaded_rule_with_another_window_is_not_the_gate():
+    assert not _same_expr(PROM_CHANGE.replace("@W", "1m"), _gate("ttft_p99_change", "90s").promql)
+    # promql-parser's own printer writes 1500ms as "1s"; the parsed durations still differ.
+    assert not _same_expr(PROM_CHANGE.replace("@W", "1s"), _gate("ttft_p99_change", "1500ms").promql)
+    assert not _same_expr(PROM_CHANGE.replace("@W", "1m").replace('"src"', '"other"'),
+                          _gate("ttft_p99_change", "60s").promql)
+    assert not _same_expr(None, _gate("ttft_p99_change", "60s").promql)
+
+
+def test_the_run_reads_the_recording_rules_with_a_60s_window():
+    """With --gate-window 60s the run used to fall back to plain PromQL for every gate."""
+    gate_list = [_gate("ttft_p99_change", "60s"), _gate("error_ratio_increase", "60s")]
+
+    class Loaded:
+        def recording_rules(self):
+            return {gate_list[0].record: PROM_CHANGE.replace("@W", "1m"), gate_list[1].record: PROM_ERRORS_60S}
+
+    ev = GateEvaluator(Loaded(), gate_list, '{deployment="src"}', "60s")
+    assert ev.use_record == {"ttft_p99_change": True, "error_ratio_increase": True}
 
 
 def test_gates_pass_promtool_check_rules(tmp_path):

@@ -223,9 +223,79 @@ def test_comparison_gates_use_the_baseline_when_the_source_is_idle():
         def query(self, expr):
             if expr == change.promql:
                 return None  # the source served nothing in the window: NaN
+            if expr == change.samples[0]:
+                return 500.0  # the destination's requests in the window
             assert "vector(0.2)" in expr and 'deployment="src"' not in expr
             return 1.05
 
-    ev = GateEvaluator(Idle({}), [change], '{deployment="src"}', "10s", baseline={"ttft_p99_seconds": 0.2})
+    # The idle source's request count is the baseline's too.
+    ev = GateEvaluator(Idle({}), [change], '{deployment="src"}', "10s",
+                       baseline={"ttft_p99_seconds": 0.2, "ttft_p99_change:source_samples": 800.0})
     result = ev.evaluate_one(change)
     assert result.read == "promql+baseline" and result.value == 1.05 and result.holds
+    assert result.samples == {"destination": 500, "source": 800} and result.skipped is None
+
+
+class Counted(FakeProm):
+    """Every gate at a fixed value; each comparison gate's request counts from `counts()`."""
+
+    def __init__(self, values: dict, counts):
+        super().__init__({})
+        self.fixed, self.counts = values, counts
+
+    def query(self, expr):
+        if expr.startswith("count(up"):
+            return 2.0
+        for name, g in self.gates.items():
+            if expr == g.promql:
+                return self.fixed.get(name, 0.0)
+            if g.samples and expr in g.samples:
+                return float(self.counts()[g.samples.index(expr)])
+        return 0.01
+
+
+def _change_gate():
+    gate_list = gate_defs.gates('{deployment="dst"}', '{deployment="src"}', 500, 100, "10s")
+    return next(g for g in gate_list if g.name == "ttft_p99_change")
+
+
+@pytest.mark.parametrize("dst_n, src_n, judged", [(50, 5000, False), (5000, 99, False), (100, 100, True), (400, 5000, True)])
+def test_the_p99_ratio_is_judged_only_with_enough_samples_on_both_sides(dst_n, src_n, judged):
+    """3.3x the source's p99 (what 50 warm-up requests measured on real CPU engines) fails the
+    ratio only once both sides have gates.MIN_COMPARISON_SAMPLES requests in the window."""
+    change = _change_gate()
+    prom = Counted({"ttft_p99_change": 3.3}, lambda: (dst_n, src_n))
+    prom.gates = {change.name: change}
+    result = GateEvaluator(prom, [change], '{deployment="src"}', "10s").evaluate_one(change)
+    assert result.value == 3.3 and result.samples == {"destination": dst_n, "source": src_n}
+    assert result.holds is (not judged)
+    assert (result.skipped is None) is judged
+    if not judged:
+        assert "fewer than 100 requests in the window" in result.describe()
+
+
+def test_warm_up_is_judged_on_the_slos_and_the_ratio_once_traffic_gives_it_samples(tmp_path):
+    """The pre-check no longer refuses a healthy destination on its 50 warm-up requests' p99
+    (3.3x the source's); the same ratio rolls back the first step once the destination has
+    enough requests to make it a p99. Absolute SLO gates judge throughout."""
+    plan = plan_migration("small-dev", example_stack("small-dev"), "medium-prod", example_stack("medium-prod"),
+                          None, window="10s").to_json()
+    for step in plan["traffic_steps"]:
+        step["hold"] = "3s"
+    log: list = []
+    moved = lambda: any(e[0] == "weight" and e[1] > 0 for e in log)  # noqa: E731
+    prom = Counted({"ttft_p99_change": 3.3, "ttft_p99_seconds": 0.2}, lambda: (400 if moved() else 50, 5000))
+    prom.gates = {g["name"]: gate_defs.Gate(g["name"], g["promql"], g["op"], g["threshold"], g["unit"], g["why"],
+                                            tuple(g.get("samples", ())), g.get("min_samples", 0))
+                  for g in plan["gates"]}
+    run = MigrationRun(Journal(tmp_path / "j.jsonl"), FakeDriver(log), lambda outputs, fallback=False: FakeTraffic(log),
+                       prom, RunConfig(eval_interval_s=0.01, hold_scale=0.01, data_timeout_s=2), say=lambda s: log.append(("say", s)))
+    code = run.run(plan, resume=False)
+    records = Journal(tmp_path / "j.jsonl").records()
+    precheck = next(r for r in records if r["event"] == "precheck")
+    change = next(g for g in precheck["results"] if g["gate"] == "ttft_p99_change")
+    assert precheck["holds"] and change["skipped"] and change["samples"] == {"destination": 50, "source": 5000}
+    assert any("ttft_p99_change not judged yet" in e[1] for e in log if e[0] == "say")
+    assert code == 1
+    rollback = next(r for r in records if r["event"] == "rollback")
+    assert rollback["gate"] == "ttft_p99_change" and rollback["step"] == 0 and rollback["value"] == 3.3
