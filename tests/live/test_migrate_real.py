@@ -35,14 +35,15 @@ SRC, DST = "live-src", "live-dst"
 # The gates' rate() window spans the whole run (about 30 s here), so the source's p99 is its p99
 # under the full load, and the destination's at 100% is judged against the same load, not against
 # the source's 50% step: CPU engines sharing two cores are not load-independent.
-WINDOW = "50s"  # not 60s: Prometheus shows it as 1m in the loaded rule, and the run then reads PromQL, not the record
+WINDOW = "60s"  # Prometheus shows it as 1m in the loaded rule: the run must still read the record
 EVAL_S = 1.0
 
 
 def _stack(host: str) -> dict:
     # Absolute objectives far above what the tiny model needs: on a 2-core machine shared with
-    # other work a CPU engine's p99 reached 2.4 s; the relative gate (ttft_p99_change <= 1.10
-    # against the source, measured in the same Prometheus) is the one this case exercises.
+    # other work a CPU engine's p99 reached 2.4 s. The relative gate (ttft_p99_change <= 1.10
+    # against the source, measured in the same Prometheus) is judged once both sides have
+    # gates.MIN_COMPARISON_SAMPLES requests in the window; the warm-up's 50 alone do not.
     return {"config": {
         "tierscale:tier": "small",
         "tierscale:target": {"kind": "docker-host", "host": host, "deployDir": f"/opt/tierscale/{host}"},
@@ -120,10 +121,10 @@ class Load:
 
 
 @pytest.mark.xfail(strict=False, reason=(
-    "the pre-check judges the destination's 50 warm-up requests (8 at once) by ttft_p99_change <= 1.10 against the "
-    "source's steady traffic; with both CPU engines on two cores shared with other work it measured 1.4x-3.3x "
-    "(a p99 of 50 samples is their slowest). Completed with every gate holding when the engines were warm and the "
-    "machine quieter (issue #19 live tests)"))
+    "not the pre-check any more (the warm-up's 50 requests are judged on the destination's SLOs; the p99 ratio waits "
+    "for 100 requests a side): with both CPU engines on two cores shared with other work, the destination's TTFT p99 "
+    "measured 1.24x-1.29x the source's at the 20%-50% steps (hundreds of requests a side, 60 s window), above the "
+    "1.10 limit, and the run rolled back at 50%. Completed with every gate holding on a quieter machine"))
 def test_healthy_real_destination_takes_all_traffic_through_gates_on_real_metrics(pair, tmp_path, monkeypatch):
     src_server, dst_server = pair
     key = src_server.api_key
@@ -166,21 +167,9 @@ def test_healthy_real_destination_takes_all_traffic_through_gates_on_real_metric
     monkeypatch.setattr(drivers, "LocalStubDriver", lambda *a, **k: PairDriver(driver_dir, dst_server))
     journal = tmp_path / "journal.jsonl"
     load = Load(gateway.url, key).start()
-    # Shadow traffic on the destination, like the source's, until the run has it up (then the
-    # run's own warm-up follows alone). Without it the destination's only samples in the window
-    # are the warm-up's 50 (8 at once, the first after idle): their p99 is their slowest, and on
-    # two CPU engines sharing two cores with other work that alone failed the pre-check
-    # (ttft_p99_change 1.4x to 3.3x, ttft_p99_seconds 2.1-2.4 s) before any traffic moved.
-    shadow = Load(f"http://127.0.0.1:{dst_server.port}", key).start()
-
-    def stop_shadow_when_up():
-        while not shadow.stop.is_set():
-            if journal.exists() and any(json.loads(line).get("event") == "up"
-                                        for line in journal.read_text().splitlines() if line.strip()):
-                shadow.stop.set()
-            time.sleep(0.05)
-
-    threading.Thread(target=stop_shadow_when_up, daemon=True).start()
+    # No traffic reaches the destination before the run: at the pre-check its only samples are
+    # the run's own warm-up (50 requests, 8 at once), judged on the destination's SLOs; the p99
+    # ratio against the source waits for enough requests on both sides (components/migration/prom.py).
     try:
         time.sleep(8)  # the source's history under the load, before the run reads its baseline
         before = [counter_total(metrics_text(s), SUCCESS) for s in pair]
@@ -197,7 +186,6 @@ def test_healthy_real_destination_takes_all_traffic_through_gates_on_real_metric
         settled = [counter_total(metrics_text(s), SUCCESS) for s in pair]
     finally:
         results = load.finish()
-        shadow.finish()
         runner.stop_groups([p.pid for p in gateway.processes] + [prom.pid], 15,
                            [p.proc for p in gateway.processes] + [prom.proc])
     print(f"\n{result.output}\nrun took {took:.1f} s; {len(results)} client requests; "
@@ -211,7 +199,11 @@ def test_healthy_real_destination_takes_all_traffic_through_gates_on_real_metric
     values = {g["gate"]: g["value"] for g in finals[-1]["results"]}
     print(f"last gates (vLLM's histograms via Prometheus): {values}")
     assert all(v is not None for v in values.values()), values
-    assert "record" in {g["read"] for r in finals for g in r["results"]}
+    assert "record" in {g["read"] for r in finals for g in r["results"]}  # with a 60s window (Prometheus: 1m)
+    precheck = next(r for r in records if r["event"] == "precheck")
+    print(f"pre-check: {[(g['gate'], g['value'], g.get('samples'), bool(g.get('skipped'))) for g in precheck['results']]}")
+    judged = [g for r in finals for g in r["results"] if g["gate"] == "ttft_p99_change" and not g.get("skipped")]
+    print(f"ttft_p99_change judged at {len(judged)} of 4 final evaluations: {[g['samples'] for g in judged]}")
     assert after_run[1] - before[1] > 0 and after_run[0] - before[0] > 0
     assert settled[0] == after_run[0], "the source still receives traffic after the run completed"
     failed = [r for r in results if r["error"]]
