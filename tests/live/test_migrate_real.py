@@ -123,8 +123,8 @@ class Load:
 @pytest.mark.xfail(strict=False, reason=(
     "not the pre-check any more (the warm-up's 50 requests are judged on the destination's SLOs; the p99 ratio waits "
     "for 100 requests a side): with both CPU engines on two cores shared with other work, the destination's TTFT p99 "
-    "measured 1.24x-1.29x the source's at the 20%-50% steps (hundreds of requests a side, 60 s window), above the "
-    "1.10 limit, and the run rolled back at 50%. Completed with every gate holding on a quieter machine"))
+    "measured 1.29x the source's at the 50% step (the first with 100 requests a side in the 60 s window; 1.24x at "
+    "20% on 73, not judged), above the 1.10 limit, and the run rolled back at 50%. Completed with every gate holding on a quieter machine"))
 def test_healthy_real_destination_takes_all_traffic_through_gates_on_real_metrics(pair, tmp_path, monkeypatch):
     src_server, dst_server = pair
     key = src_server.api_key
