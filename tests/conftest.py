@@ -42,13 +42,23 @@ XDIST_GROUPS = {
 }
 
 
-@pytest.hookimpl(tryfirst=True)
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config, items):
+    """Put each grouped test in its xdist group. xdist 3.8.0 marks a group by appending
+    `@<group>` to `item._nodeid` (xdist/remote.py, WorkerInteractor.pytest_collection_modifyitems),
+    but pytest 9 keeps the node id in `item._id` (_pytest/nodes.py, Node.nodeid), so the suffix
+    never reaches the scheduler; set it where pytest 9 reads it."""
+    from _pytest.nodeid import coerce_node_id
+
+    loadgroup = config.getvalue("loadgroup") if hasattr(config.option, "loadgroup") else False
     for item in items:
         path = Path(str(item.fspath)).relative_to(REPO).as_posix()
-        for prefix, group in XDIST_GROUPS.items():
-            if path.startswith(prefix):
-                item.add_marker(pytest.mark.xdist_group(group))
+        group = next((g for prefix, g in XDIST_GROUPS.items() if path.startswith(prefix)), None)
+        if group is None:
+            continue
+        item.add_marker(pytest.mark.xdist_group(group))
+        if loadgroup and not item.nodeid.endswith(f"@{group}"):
+            item._id = coerce_node_id(f"{item.nodeid}@{group}")
 
 
 def run_cli(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:

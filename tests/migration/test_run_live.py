@@ -399,9 +399,11 @@ def test_degraded_destination_rolls_back_within_one_interval(rig):
     assert rollback["value"] > rollback["threshold"]
     assert f"gate {rollback['gate']} = " in output and "ROLLED BACK" in output
     assert records[-1] == {**records[-1], "event": "done", "result": "rolled_back"}
-    # Within one evaluation interval of the failed evaluation the weight is 0 (confirmed by
-    # the reloaded nginx), and nginx sends the destination nothing after that.
-    assert rollback["latency_s"] < EVAL_S
+    # Within one evaluation interval of the failed evaluation the weight is 0 (read back from
+    # the reloaded nginx: the journal's rollback_verified record), and nginx sends the
+    # destination nothing after that.
+    verified = next(r for r in records if r["event"] == "rollback_verified")
+    assert verified["read_back"] == 0 and verified["latency_s"] < EVAL_S
     dst_addrs = {r["url"].removeprefix("http://") for r in rig.dst_stubs()}
     last_dst_start = 0.0
     for line in rig.nginx.access_log():
@@ -413,7 +415,7 @@ def test_degraded_destination_rolls_back_within_one_interval(rig):
     detect = rollback["evaluated_at"]
     print(f"TTFT raised at {degraded_at[0]:.2f}; gate {rollback['gate']} failed at {detect:.2f} "
           f"({detect - degraded_at[0]:.2f} s later, value {rollback['value']:.3f} > {rollback['threshold']}); "
-          f"weight 0 in force {rollback['zero_at'] - detect:.3f} s after the failed evaluation; "
+          f"weight 0 in force {verified['zero_at'] - detect:.3f} s after the failed evaluation; "
           f"last request sent to the destination {last_dst_start - detect:+.3f} s from it")
     assert last_dst_start - detect <= EVAL_S
     dst_names = {r["name"] for r in rig.dst_stubs()}
