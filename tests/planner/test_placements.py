@@ -50,7 +50,8 @@ def test_qps_thresholds(qps, tier):
     assert tiering.tier_for_qps(qps) == tier
 
 
-@pytest.mark.parametrize("nodes,tier", [(1, "small"), (8, "small"), (9, "medium"), (50, "medium"), (51, "large")])
+# The small tier is one host (components/planner/tiering.py, docs/planner.md): 2 nodes is medium.
+@pytest.mark.parametrize("nodes,tier", [(1, "small"), (2, "medium"), (9, "medium"), (50, "medium"), (51, "large")])
 def test_node_thresholds(nodes, tier):
     assert tiering.tier_for_nodes(nodes) == tier
 
@@ -76,10 +77,14 @@ def test_plan_command_json():
         assert key in data
     assert data["kv_bytes_per_token"] == 327_680
     assert data["weight_bytes"] == pytest.approx(141.1e9, rel=0.01)
-    # Throughput, not the smallest fit: TP4 or TP8, a medium-tier fleet (issue #15).
+    # Throughput, not the smallest fit: TP4 or TP8 (issue #15).
     assert data["tensor_parallel"] in (4, 8) and data["pipeline_parallel"] == 1
     assert data["gpus"] == data["replicas"] * data["tensor_parallel"]
-    assert data["tier"] == "medium"
+    # The tier named holds the plan (its QPS and node count; one set of thresholds in tiering.py).
+    load = (data["qps"], data["nodes"], data["availability_pct"])
+    assert tiering.holds(data["tier"], *load)
+    smaller = tiering.TIERS[:tiering.TIERS.index(data["tier"])]
+    assert not any(tiering.holds(t, *load) for t in smaller)  # and it is the smallest that does
     assert data["meets_slo"] and data["alternatives"]
     assert data["units"]["cost_per_year_usd"] == "USD/year"
 
