@@ -91,9 +91,10 @@ def test_off_by_default_renders_nothing():
 def test_refuses_the_client_facing_gateway():
     from components.spec.model import InferencePoolRouting, RoutingSpec
 
-    class S:  # the two fields problems() reads
+    class S:  # the fields problems() reads
         pass
     s = S()
+    s.models = []  # no model asks for router affinity (that refusal: tests/medium/test_kv_wiring.py)
     s.platform = S()
     s.platform.routing = RoutingSpec.model_validate({"kind": "httproute", "inferencePool": {
         "gatewayName": "inference-gateway", "gatewayNamespace": "gateway-system"}})
