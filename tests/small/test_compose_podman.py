@@ -8,6 +8,8 @@ through podman-compose's CDI mapping to a test CDI spec, so each container's GPU
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import shutil
 import subprocess
@@ -28,6 +30,31 @@ API_KEY = "podman-test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 CDI_FILE = Path("/var/run/cdi/tierscale-test-gpus.yaml")
 PODMAN_COMPOSE = str(Path(sys.executable).parent / "podman-compose")
+# The project's name, host ports (8000, 9090, 3000) and CDI file are machine-wide: a second
+# pytest on this machine (another checkout, `make test` beside a single-file run) would share
+# the containers (each run counts the other's requests) and tear them down under the other
+# run. Runs on one machine take turns (xdist groups only order workers within one pytest).
+LOCK_FILE = Path("/run/lock/tierscale-compose-podman.lock")
+LOCK_WAIT_S = 900
+
+
+@contextlib.contextmanager
+def _machine_lock():
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "w") as lock:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    pytest.fail(f"another run held {LOCK_FILE} for {LOCK_WAIT_S}s")
+                time.sleep(2)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 def _standin_for(service: str, standins: dict[str, str]) -> str:
@@ -38,6 +65,11 @@ def _standin_for(service: str, standins: dict[str, str]) -> str:
 
 @pytest.fixture(scope="module")
 def project(tmp_path_factory):
+    with _machine_lock():
+        yield from _project(tmp_path_factory)
+
+
+def _project(tmp_path_factory):
     work = tmp_path_factory.mktemp("podman")
     env = podman_env(work)
     standins = build_standins(env)

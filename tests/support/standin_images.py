@@ -6,6 +6,7 @@ override file swaps only `image:`."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
 import tempfile
@@ -54,8 +55,20 @@ def _exists(tag: str, env: dict) -> bool:
     return podman("image", "exists", tag, env=env, check=False).returncode == 0
 
 
+def _content_tag(tag: str, lines: list[str]) -> str:
+    """`tag` suffixed with a digest of the Containerfile lines and of every file they COPY, so
+    a changed stub (or Containerfile) builds a new image instead of reusing a stale one."""
+    digest = hashlib.sha256("\n".join([DEBIAN, *lines]).encode())
+    for line in lines:
+        if line.startswith("COPY "):
+            digest.update((HERE / line.split()[1]).read_bytes())
+    return f"{tag}-{digest.hexdigest()[:12]}"
+
+
 def build_standins(env: dict) -> dict[str, str]:
-    """Upstream image key -> stand-in tag; builds what is missing."""
+    """Upstream image key -> stand-in tag; builds what is missing (tags carry a content digest,
+    so an image with an older stub baked in is never reused)."""
+    tags = {key: _content_tag(tag, lines) for key, (tag, lines) in STANDINS.items()}
     if not _exists(BASE, env):
         tar = subprocess.Popen(["tar", "-C", str(base_rootfs()), "-c", "."], stdout=subprocess.PIPE)
         subprocess.run(["podman", "import", "--change", 'CMD ["/bin/sh"]', "-", BASE], stdin=tar.stdout, env=env,
@@ -73,12 +86,13 @@ def build_standins(env: dict) -> dict[str, str]:
                 f"--no-install-recommends {' '.join(PACKAGES)} && rm -rf /var/lib/apt/lists/*\n")
             podman("build", "--network", "host", "--pull=never", "-t", DEBIAN, "-f", str(ctx_path / "Containerfile"),
                    ctx, env=env, timeout=900)
-        for tag, lines in STANDINS.values():
+        for key, (_, lines) in STANDINS.items():
+            tag = tags[key]
             if _exists(tag, env):
                 continue
             (ctx_path / "Containerfile").write_text("\n".join([f"FROM {DEBIAN}", *lines]) + "\n")
             podman("build", "--pull=never", "-t", tag, "-f", str(ctx_path / "Containerfile"), ctx, env=env, timeout=300)
-    return {key: tag for key, (tag, _) in STANDINS.items()}
+    return tags
 
 
 def podman_env(workdir: Path) -> dict:
