@@ -194,8 +194,10 @@ def test_network_policy_opens_the_group_to_itself_only(medium, name):
     pods = {"matchLabels": {LWS_NAME_LABEL: lws["metadata"]["name"]}}
     assert group == {"podSelector": pods, "policyTypes": ["Ingress", "Egress"],
                      "ingress": [{"from": [{"podSelector": pods}]}], "egress": [{"to": [{"podSelector": pods}]}]}
-    # The API and metrics allows skip the headless workers.
-    for name_ in ("allow-gateway-to-vllm", "allow-prometheus-to-vllm"):
+    # The API and metrics allows skip the headless workers. The model router is the only API
+    # path to vLLM (components/medium/router.py): no ingress-controller allow exists.
+    assert "allow-gateway-to-vllm" not in policies
+    for name_ in ("allow-model-router-to-vllm", "allow-prometheus-to-vllm"):
         assert policies[name_]["podSelector"]["matchExpressions"] == [
             {"key": ROLE_LABEL, "operator": "NotIn", "values": ["worker"]}]
 
@@ -313,16 +315,23 @@ def test_efa_device_plugin_values_use_its_chart_keys():
 # --- add-ons and the Pulumi graph -----------------------------------------------------------------
 
 def _releases(result):
-    return {r.inputs["chart"]: r for r in result.resources if r.type == "kubernetes:helm.sh/v3:Release"}
+    """Helm releases by chart name. An OCI chart (LWS, Karpenter) is released as its full
+    `oci://<registry path>/<name>` reference with no repositoryOpts.repo
+    (components/medium/addons.helm_chart_reference); other charts by name in their repo."""
+    return {r.inputs["chart"].rsplit("/", 1)[-1]: r for r in result.resources
+            if r.type == "kubernetes:helm.sh/v3:Release"}
 
 
 def test_lws_controller_is_installed_only_when_a_model_spans_nodes(medium):
-    for name in ("medium-prod", "medium-eks"):
-        assert set(_releases(medium[name])) == set(addons.INSTALLED_CHARTS)
+    assert set(_releases(medium["medium-prod"])) == set(addons.INSTALLED_CHARTS)
+    # A new EKS cluster also gets Karpenter to grow its GPU nodes up to maxSize (tests/medium/test_karpenter.py).
+    assert set(_releases(medium["medium-eks"])) == {*addons.INSTALLED_CHARTS, "karpenter"}
     lws = _releases(medium["medium-405b"])["lws"]
     pin = pins.chart("lws")
-    assert (lws.inputs["version"], lws.inputs["repositoryOpts"]["repo"], lws.inputs["namespace"]) == (
-        pin.version, pin.repo, "lws-system")
+    assert pin.repo.startswith("oci://")
+    assert (lws.inputs["chart"], lws.inputs["version"], lws.inputs["namespace"]) == (
+        f"{pin.repo}/lws", pin.version, "lws-system")
+    assert not (lws.inputs.get("repositoryOpts") or {}).get("repo")  # an OCI registry has no index.yaml
     assert lws.inputs.get("values") in (None, {})  # no key list upstream in ../shared: chart defaults
     assert "aws-efa-k8s-device-plugin" not in _releases(medium["medium-405b"])  # not EKS
     efa_release = _releases(medium["medium-eks-405b"])["aws-efa-k8s-device-plugin"]
