@@ -275,4 +275,7 @@ def test_router_affinity_with_a_pool_exits_2_naming_the_key(tmp_path):
     config["tierscale:platform"]["routing"]["inferencePool"] = {}
     config["tierscale:models"][0]["routing"] = {"affinity": "prefix"}
     err = _refused(tmp_path, config)
-    assert "models[0].routing.affinity: 'prefix' does nothing with platform.routing.inferencePool" in err
+    # Refused before resolution: the Kubernetes router holds one upstream per model, so affinity
+    # never applies there (components/spec/rules.py), pool or not; the pool is the prefix-aware path.
+    assert "models[0].routing.affinity: 'prefix' needs the small tier's nginx gateway" in err
+    assert "platform.routing.inferencePool" in err
